@@ -1,0 +1,47 @@
+"""Request dependencies: settings, one session per request (committed once), the caller's key."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings, get_settings
+from app.core.db import session_scope
+from app.services.auth import Principal, authenticate
+from app.serving.cache import ModelCache
+
+
+def get_session() -> Iterator[Session]:
+    with session_scope() as session:
+        yield session
+
+
+def get_principal(
+    session: Annotated[Session, Depends(get_session)],
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Principal:
+    return authenticate(session, authorization)
+
+
+def require(scope: str):  # type: ignore[no-untyped-def]
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        principal.require(scope)
+        return principal
+
+    return check
+
+
+def get_model_cache(request: Request) -> ModelCache:
+    cache: ModelCache = request.app.state.model_cache
+    return cache
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+CacheDep = Annotated[ModelCache, Depends(get_model_cache)]
+JobsWrite = Annotated[Principal, Depends(require("jobs:write"))]
+JobsRead = Annotated[Principal, Depends(require("jobs:read"))]
+ModelsRead = Annotated[Principal, Depends(require("models:read"))]
+ModelsWrite = Annotated[Principal, Depends(require("models:write"))]
+Predict = Annotated[Principal, Depends(require("predict"))]

@@ -1,0 +1,79 @@
+"""The one place errors become HTTP: {"error": {"code", "message", "details"}} on every path."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from app.core.errors import AppError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+async def app_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return JSONResponse(exc.to_body(), status_code=exc.status_code)
+
+
+async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [_clean(e) for e in exc.errors()]
+    if any(e["type"] == "json_invalid" for e in errors):
+        return JSONResponse(
+            _body("invalid_json", "the request body is not valid JSON", errors), status_code=400
+        )
+    first = errors[0] if errors else {"field": "body", "msg": "invalid request"}
+    message = f"{first['field']}: {first['msg']}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return JSONResponse(_body("validation_error", message, errors), status_code=422)
+
+
+def _clean(error: dict[str, Any]) -> dict[str, Any]:
+    """Name the field as the user wrote it (training.optimizer.lr), not FastAPI's ('body', ...)."""
+    loc = [str(p) for p in error.get("loc", ())]
+    if loc and loc[0] in {"body", "query", "path", "header"} and len(loc) > 1:
+        loc = loc[1:]
+    return {
+        "field": ".".join(loc) or "body",
+        "msg": error.get("msg", "invalid"),
+        "type": error.get("type", ""),
+    }
+
+
+async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return JSONResponse(
+        _body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # A 500 is a bug: log it with the trace, and give the client no internals.
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(_body("internal_error", "internal server error"), status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

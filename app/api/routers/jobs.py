@@ -1,0 +1,79 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import StreamingResponse
+
+from app.api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep
+from app.api.events import job_event_stream
+from app.models import JobStatus
+from app.schemas.job import (
+    DryRunResult,
+    JobDetail,
+    JobEventPublic,
+    JobPage,
+    JobPublic,
+    JobSpec,
+    MetricPoint,
+)
+from app.services import jobs
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+@router.post(
+    "", status_code=202, response_model=JobPublic, responses={200: {"model": DryRunResult}}
+)
+def submit_job(
+    spec: JobSpec,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: JobsWrite,
+    response: Response,
+    dry_run: bool = False,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobPublic | DryRunResult:
+    if dry_run:
+        jobs.validate_spec(spec, settings)
+        response.status_code = 200
+        return DryRunResult(valid=True, spec=spec.model_dump(mode="json"))
+    job, _created = jobs.submit_job(session, spec, principal, settings, idempotency_key)
+    return JobPublic.model_validate(job)
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    session: SessionDep,
+    _: JobsRead,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JobPage:
+    items, next_cursor = jobs.list_jobs(session, status, limit, cursor)
+    return JobPage(items=[JobPublic.model_validate(j) for j in items], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobDetail)
+def get_job(job_id: str, session: SessionDep, _: JobsRead) -> JobDetail:
+    detail = JobDetail.model_validate(jobs.get_job(session, job_id))
+    detail.events = [JobEventPublic.model_validate(e) for e in jobs.job_events(session, job_id)]
+    return detail
+
+
+@router.get("/{job_id}/metrics", response_model=list[MetricPoint])
+def get_metrics(job_id: str, session: SessionDep, _: JobsRead) -> list[MetricPoint]:
+    return [MetricPoint.model_validate(m) for m in jobs.job_metrics(session, job_id)]
+
+
+@router.get("/{job_id}/events", response_class=StreamingResponse)
+def stream_events(job_id: str, session: SessionDep, _: JobsRead) -> StreamingResponse:
+    jobs.get_job(session, job_id)
+    return StreamingResponse(
+        job_event_stream(job_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobPublic)
+def cancel_job(job_id: str, session: SessionDep, _: JobsWrite) -> JobPublic:
+    return JobPublic.model_validate(jobs.cancel_job(session, job_id))

@@ -1,0 +1,93 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from app.api.deps import CacheDep, ModelsRead, ModelsWrite, Predict, SessionDep, SettingsDep
+from app.schemas.model import (
+    AliasPublic,
+    AliasUpdate,
+    ModelDetail,
+    ModelSummary,
+    ModelVersionPublic,
+    PredictRequest,
+    PredictResponse,
+)
+from app.services import predict as predict_service
+from app.services import registry
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+ModelName = Annotated[str, Path(max_length=100)]
+AliasName = Annotated[str, Path(pattern=r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")]
+VersionRef = Annotated[str, Path(max_length=64)]
+
+
+@router.get("", response_model=list[ModelSummary])
+def list_models(session: SessionDep, _: ModelsRead) -> list[ModelSummary]:
+    return [
+        ModelSummary(name=m.name, latest_version=v, created_at=m.created_at)
+        for m, v in registry.list_models(session)
+    ]
+
+
+@router.get("/{name}", response_model=ModelDetail)
+def get_model(name: ModelName, session: SessionDep, _: ModelsRead) -> ModelDetail:
+    model = registry.get_model(session, name)
+    return ModelDetail(
+        name=model.name,
+        created_at=model.created_at,
+        aliases=registry.aliases(session, name),
+        versions=[ModelVersionPublic.model_validate(v) for v in registry.versions(session, name)],
+    )
+
+
+@router.get("/{name}/versions/{version}", response_model=ModelVersionPublic)
+def get_version(
+    name: ModelName, version: int, session: SessionDep, _: ModelsRead
+) -> ModelVersionPublic:
+    return ModelVersionPublic.model_validate(registry.get_version(session, name, version))
+
+
+@router.put("/{name}/aliases/{alias}", response_model=AliasPublic)
+def set_alias(
+    name: ModelName, alias: AliasName, body: AliasUpdate, session: SessionDep, _: ModelsWrite
+) -> AliasPublic:
+    row = registry.set_alias(session, name, alias, body.version)
+    return AliasPublic(model_name=row.model_name, alias=row.alias, version=row.version)
+
+
+@router.delete("/{name}/aliases/{alias}", status_code=204)
+def delete_alias(
+    name: ModelName, alias: AliasName, session: SessionDep, _: ModelsWrite
+) -> Response:
+    registry.delete_alias(session, name, alias)
+    return Response(status_code=204)
+
+
+@router.post("/{name}/predict", response_model=PredictResponse, response_model_exclude_none=True)
+def predict_default(
+    name: ModelName,
+    body: PredictRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    cache: CacheDep,
+    _: Predict,
+) -> PredictResponse:
+    return predict_service.predict(session, cache, settings, name, None, body.inputs)
+
+
+@router.post(
+    "/{name}/versions/{ref}/predict",
+    response_model=PredictResponse,
+    response_model_exclude_none=True,
+)
+def predict_version(
+    name: ModelName,
+    ref: VersionRef,
+    body: PredictRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    cache: CacheDep,
+    _: Predict,
+) -> PredictResponse:
+    return predict_service.predict(session, cache, settings, name, ref, body.inputs)

@@ -1,0 +1,174 @@
+"""The `trainserve` command: up (everything, embedded default), api, worker, db, keys."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from app.core.config import Settings, get_settings
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    if data_dir is not None:
+        os.environ["TRAINSERVE_DATA_DIR"] = str(data_dir)
+        get_settings.cache_clear()
+    return get_settings()
+
+
+def worker_command(concurrency: int = 1) -> list[str]:
+    # Runs the worker by module path: app never imports worker.
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app:celery",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        str(concurrency),
+        "--without-gossip",
+        "--without-mingle",
+        "--hostname",
+        f"trainserve-{os.getpid()}-%i@%h",
+    ]
+
+
+@click.group()
+def main() -> None:
+    """trainserve: train PyTorch models and serve them behind one API."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--data-dir", type=click.Path(path_type=Path), help="default ./.trainserve")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(0, 64))
+def up(host: str, port: int, data_dir: Path | None, workers: int) -> None:
+    """Start the API and N workers in the foreground; Ctrl-C stops all of them."""
+    import uvicorn
+
+    from app.main import create_app, prepare
+    from app.services.bootstrap import ensure_admin_key
+
+    settings = _settings(data_dir)
+    prepare(settings)
+    ensure_admin_key(settings, click.echo)
+    pool = WorkerPool(workers)
+    pool.start()
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    finally:
+        pool.stop()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def api(host: str, port: int) -> None:
+    """Serve the HTTP API only (an embedded SQLite database is upgraded on start)."""
+    import uvicorn
+
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+@main.command()
+@click.option(
+    "--concurrency",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="jobs at once; run one worker per GPU instead where there are GPUs",
+)
+def worker(concurrency: int) -> None:
+    """Run a Celery worker that trains jobs."""
+    get_settings().ensure_dirs()
+    command = worker_command(concurrency)
+    os.execv(command[0], command)
+
+
+@main.group()
+def db() -> None:
+    """Database schema (Alembic)."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Upgrade the schema (default: to the newest revision)."""
+    from app.core.migrate import upgrade
+
+    settings = get_settings()
+    settings.ensure_dirs()
+    upgrade(settings.db_url, revision)
+    click.echo(f"database at revision {revision}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Downgrade the schema to REVISION ('base' drops every table)."""
+    from app.core.migrate import downgrade
+
+    downgrade(get_settings().db_url, revision)
+    click.echo(f"database at revision {revision}")
+
+
+@main.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--name", required=True)
+@click.option("--scope", "scopes", multiple=True, default=["admin"], show_default=True)
+def keys_create(name: str, scopes: tuple[str, ...]) -> None:
+    """Create a key and print it once."""
+    from app.core.db import session_scope
+    from app.services.auth import create_key
+
+    with session_scope() as session:
+        _, plaintext = create_key(session, name, list(scopes))
+    click.echo(plaintext)
+
+
+class WorkerPool:
+    """Worker subprocesses for `up`, restarted if one dies, stopped together on exit."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        self.procs = [subprocess.Popen(worker_command()) for _ in range(self.size)]
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(2.0):
+            for i, proc in enumerate(self.procs):
+                if proc.poll() is not None and not self._stopping.is_set():
+                    click.echo(
+                        f"worker {proc.pid} exited with {proc.returncode}; restarting", err=True
+                    )
+                    self.procs[i] = subprocess.Popen(worker_command())
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for proc in self.procs:
+            proc.terminate()
+        deadline = time.monotonic() + 20
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    main()

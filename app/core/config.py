@@ -1,0 +1,84 @@
+"""One typed Settings object, read from TRAINSERVE_* environment variables."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRAINSERVE_", extra="ignore")
+
+    data_dir: Path = Path(".trainserve")
+    # Empty means the embedded default: SQLite / a filesystem broker under data_dir.
+    database_url: str = ""
+    broker_url: str = ""
+    api_key: str | None = None
+
+    # Kombu's filesystem transport takes about one message per poll (DESIGN.md): keep it short.
+    broker_polling_interval_s: float = Field(0.1, gt=0, le=5)
+    queue_name: str = "trainserve"
+
+    # A running job renews its lease every heartbeat; a lapsed lease means its worker is gone.
+    lease_s: float = Field(60.0, gt=1)
+    heartbeat_s: float = Field(1.0, gt=0)
+
+    # Explicit limits, enforced with a clear error.
+    max_epochs: int = Field(1000, ge=1)
+    max_batch_size: int = Field(65536, ge=1)
+    max_hidden_units: int = Field(16384, ge=1)
+    max_hidden_layers: int = Field(16, ge=1)
+    max_predict_rows: int = Field(4096, ge=1)
+    max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    model_cache_size: int = Field(16, ge=1)
+    checkpoints_kept: int = Field(3, ge=1)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'trainserve.db'}"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker.startswith("filesystem://")
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    def broker_transport_options(self) -> dict[str, object]:
+        if not self.embedded_broker:
+            return {}
+        folder = str(self.broker_dir)
+        return {
+            "data_folder_in": folder,
+            "data_folder_out": folder,
+            "control_folder": str(self.data_dir / "broker-control"),
+            "store_processed": False,
+            "polling_interval": self.broker_polling_interval_s,
+        }
+
+    def ensure_dirs(self) -> None:
+        for path in (self.data_dir, self.artifacts_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        if self.embedded_broker:
+            self.broker_dir.mkdir(parents=True, exist_ok=True)
+            (self.data_dir / "broker-control").mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

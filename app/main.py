@@ -1,0 +1,51 @@
+"""create_app(): lifespan, middleware, routers, and the one error handler."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api import errors, metrics
+from app.api.limits import BodySizeLimit
+from app.api.routers import health, jobs, models
+from app.core.config import Settings, get_settings
+from app.core.db import session_scope
+from app.core.migrate import upgrade
+from app.services.auth import ensure_key
+from app.serving.cache import ModelCache
+
+log = logging.getLogger(__name__)
+
+
+def prepare(settings: Settings) -> None:
+    """Start-up work both `up` and `api` need: folders, the embedded schema, the bootstrap key."""
+    settings.ensure_dirs()
+    if settings.db_url.startswith("sqlite"):
+        upgrade(settings.db_url)
+    if settings.api_key:
+        with session_scope() as session:
+            ensure_key(session, settings.api_key)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        prepare(settings)
+        yield
+
+    app = FastAPI(
+        title="trainserve",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Train PyTorch models and serve them behind one API.",
+    )
+    app.state.model_cache = ModelCache(settings.model_cache_size)
+    errors.install(app)
+    app.middleware("http")(metrics.record)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    for router in (health.router, jobs.router, models.router):
+        app.include_router(router)
+    return app

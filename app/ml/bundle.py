@@ -1,0 +1,79 @@
+"""A trained model as the registry stores it: weights, the arguments that rebuild the
+network, and the preprocessing that predict must repeat. Written as a v1 checkpoint."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from app.ml import checkpoint
+from app.ml.preprocessing import Standardizer
+from app.ml.zoo import build_model
+
+KIND = "model"
+
+
+@dataclass
+class ModelBundle:
+    arch: str
+    options: dict[str, Any]
+    task: str
+    input_shape: list[int]
+    output_dim: int
+    classes: list[Any] | None
+    x_scaler: Standardizer
+    y_scaler: Standardizer | None  # regression targets are standardized in training
+    model: nn.Module
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "kind": KIND,
+            "arch": self.arch,
+            "options": self.options,
+            "task": self.task,
+            "input_shape": self.input_shape,
+            "output_dim": self.output_dim,
+            "classes": self.classes,
+        }
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        out.update(self.x_scaler.tensors("x_scaler"))
+        if self.y_scaler is not None:
+            out.update(self.y_scaler.tensors("y_scaler"))
+        return out
+
+    def save(self, path: Path) -> str:
+        return checkpoint.save(path, self.tensors(), self.meta())
+
+
+def load_bundle(path: Path, device: str = "cpu") -> ModelBundle:
+    ckpt = checkpoint.load(path, device=device)
+    meta = ckpt.meta
+    if meta.get("kind") != KIND:
+        raise checkpoint.CheckpointError(f"{path.name} holds no registered model")
+    model = build_model(meta["arch"], meta["input_shape"][0], meta["output_dim"], meta["options"])
+    weights = {k[len("model.") :]: v for k, v in ckpt.tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:
+        raise checkpoint.CheckpointError(f"{path.name} does not match its arch: {exc}") from exc
+    model.to(device).eval()
+    y_scaler = (
+        Standardizer.from_tensors(ckpt.tensors, "y_scaler")
+        if "y_scaler.mean" in ckpt.tensors
+        else None
+    )
+    return ModelBundle(
+        arch=meta["arch"],
+        options=meta["options"],
+        task=meta["task"],
+        input_shape=meta["input_shape"],
+        output_dim=meta["output_dim"],
+        classes=meta["classes"],
+        x_scaler=Standardizer.from_tensors(ckpt.tensors, "x_scaler"),
+        y_scaler=y_scaler,
+        model=model,
+    )

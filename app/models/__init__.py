@@ -1,0 +1,19 @@
+"""ORM models. Importing this package registers every table on Base.metadata."""
+
+from app.models.api_key import ApiKey
+from app.models.base import Base
+from app.models.job import TERMINAL, Job, JobEvent, JobMetric, JobStatus
+from app.models.model_version import ModelAlias, ModelVersion, RegisteredModel
+
+__all__ = [
+    "TERMINAL",
+    "ApiKey",
+    "Base",
+    "Job",
+    "JobEvent",
+    "JobMetric",
+    "JobStatus",
+    "ModelAlias",
+    "ModelVersion",
+    "RegisteredModel",
+]

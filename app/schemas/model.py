@@ -1,0 +1,60 @@
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModelSummary(BaseModel):
+    name: str
+    latest_version: int | None
+    created_at: datetime
+
+
+class ModelVersionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    model_name: str
+    version: int
+    job_id: str
+    task: str
+    spec: dict[str, Any]
+    dataset: dict[str, Any]
+    metrics: dict[str, Any]
+    classes: list[Any] | None
+    input_shape: list[int]
+    checkpoint_sha256: str
+    created_at: datetime
+
+
+class ModelDetail(BaseModel):
+    name: str
+    created_at: datetime
+    aliases: dict[str, int]
+    versions: list[ModelVersionPublic]
+
+
+class AliasUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)
+
+
+class AliasPublic(BaseModel):
+    model_name: str
+    alias: str
+    version: int
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # One item per row; checked against the model's input shape by the predictor.
+    inputs: list[Any] = Field(min_length=1)
+
+
+class PredictResponse(BaseModel):
+    model_name: str
+    model_version: int
+    job_id: str
+    predictions: list[Any]
+    probabilities: list[list[float]] | None = None

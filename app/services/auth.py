@@ -1,0 +1,85 @@
+"""API keys: generated here, shown once, stored as SHA-256 hashes."""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.core.errors import Forbidden, Unauthorized
+from app.models import ApiKey
+from app.models.base import utcnow
+
+KEY_PREFIX = "ts_"
+# last_used_at is written at most this often per key, so predict traffic does not write per call.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    project: str
+    scopes: frozenset[str]
+
+    def require(self, scope: str) -> None:
+        if "admin" not in self.scopes and scope not in self.scopes:
+            raise Forbidden(f"this key lacks the '{scope}' scope", code="insufficient_scope")
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    # Keys are 256 random bits, so a plain digest is enough: there is nothing to brute-force.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(
+    session: Session, name: str, scopes: list[str], project: str = "default"
+) -> tuple[ApiKey, str]:
+    plaintext = generate_key()
+    row = ApiKey(
+        name=name,
+        key_hash=hash_key(plaintext),
+        prefix=plaintext[:10],
+        scopes=scopes,
+        project=project,
+    )
+    session.add(row)
+    session.flush()
+    return row, plaintext
+
+
+def ensure_key(
+    session: Session, plaintext: str, name: str = "admin (TRAINSERVE_API_KEY)"
+) -> ApiKey:
+    """Make sure an active admin key with this value exists (TRAINSERVE_API_KEY bootstrap)."""
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext)))
+    if row is None:
+        row = ApiKey(
+            name=name, key_hash=hash_key(plaintext), prefix=plaintext[:10], scopes=["admin"]
+        )
+        session.add(row)
+    row.revoked_at = None
+    session.flush()
+    return row
+
+
+def has_active_key(session: Session) -> bool:
+    return session.scalar(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)) is not None
+
+
+def authenticate(session: Session, authorization: str | None) -> Principal:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send 'Authorization: Bearer <key>'", code="missing_key")
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(token.strip())))
+    if row is None or row.revoked_at is not None:
+        raise Unauthorized("the API key is not valid", code="invalid_key")
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        row.last_used_at = now
+    return Principal(key_id=row.id, project=row.project, scopes=frozenset(row.scopes))

@@ -1,0 +1,124 @@
+"""The job state machine: queued → running → succeeded | failed | cancelled.
+
+Every move is one guarded UPDATE, so a duplicate message, a stale worker or a race with
+cancel changes nothing. A running job's writes are fenced by its attempt number: once a
+job has moved on (reaped, cancelled, finished), the old attempt's updates match no row.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.models import Job, JobEvent, JobMetric, JobStatus
+from app.models.base import utcnow
+
+
+class LeaseLost(Exception):
+    """This attempt no longer owns the job; it must stop without writing anything."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: str
+    attempt: int
+    spec: dict[str, Any]
+
+
+def add_event(session: Session, job_id: str, attempt: int, kind: str, message: str) -> None:
+    session.add(JobEvent(job_id=job_id, attempt=attempt, kind=kind, message=message))
+
+
+def claim(session: Session, job_id: str, worker_id: str, lease_s: float) -> Claim | None:
+    """Take a queued job. Returns None when it is not queued (a second delivery: a no-op)."""
+    now = utcnow()
+    job = session.get(Job, job_id)
+    if job is None:
+        return None
+    attempt = job.attempt + 1
+    claimed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.queued, Job.attempt == job.attempt)
+        .values(
+            status=JobStatus.running,
+            attempt=attempt,
+            worker_id=worker_id,
+            heartbeat_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            started_at=job.started_at or now,
+            updated_at=now,
+        )
+    ).rowcount
+    if not claimed:
+        return None
+    add_event(
+        session, job_id, attempt, "claimed", f"claimed by worker {worker_id} (attempt {attempt})"
+    )
+    return Claim(job_id=job_id, attempt=attempt, spec=job.spec)
+
+
+def _running(job_id: str, attempt: int) -> Any:
+    return (Job.id == job_id) & (Job.status == JobStatus.running) & (Job.attempt == attempt)
+
+
+def heartbeat(
+    session: Session, job_id: str, attempt: int, lease_s: float, progress: dict[str, Any]
+) -> bool:
+    """Renew the lease and publish progress. Returns whether a cancel was requested."""
+    now = utcnow()
+    renewed = session.execute(
+        update(Job)
+        .where(_running(job_id, attempt))
+        .values(
+            heartbeat_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            progress=progress,
+            updated_at=now,
+        )
+    ).rowcount
+    if not renewed:
+        raise LeaseLost(job_id)
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def record_epoch(
+    session: Session, job_id: str, attempt: int, epoch: int, step: int, metrics: dict[str, float]
+) -> None:
+    job = session.scalar(select(Job).where(_running(job_id, attempt)).with_for_update())
+    if job is None:
+        raise LeaseLost(job_id)
+    now = utcnow()
+    session.add_all(
+        JobMetric(job_id=job_id, epoch=epoch, step=step, name=name, value=value, time=now)
+        for name, value in metrics.items()
+    )
+    job.metrics = {**(job.metrics or {}), **metrics}
+
+
+def finish(
+    session: Session,
+    job_id: str,
+    attempt: int,
+    status: JobStatus,
+    message: str,
+    model_version: int | None = None,
+) -> None:
+    """Move a running attempt to a terminal state; raise LeaseLost if it no longer owns the job."""
+    now = utcnow()
+    moved = session.execute(
+        update(Job)
+        .where(_running(job_id, attempt))
+        .values(
+            status=status,
+            status_message=message,
+            model_version=model_version,
+            finished_at=now,
+            updated_at=now,
+            lease_expires_at=None,
+        )
+    ).rowcount
+    if not moved:
+        raise LeaseLost(job_id)
+    add_event(session, job_id, attempt, str(status), message)

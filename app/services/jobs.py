@@ -1,0 +1,192 @@
+"""Jobs as the API sees them: submit, read, list, cancel."""
+
+import base64
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings
+from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.queue import TRAIN_TASK, enqueue_after_commit
+from app.ml.datasets import BUILTINS
+from app.models import TERMINAL, Job, JobEvent, JobMetric, JobStatus
+from app.models.base import utcnow
+from app.schemas.job import JobSpec, Task
+from app.services.auth import Principal
+from app.services.job_state import add_event
+
+
+def _invalid(field: str, message: str) -> Unprocessable:
+    return Unprocessable(f"{field}: {message}", details=[{"loc": field.split("."), "msg": message}])
+
+
+def validate_spec(spec: JobSpec, settings: Settings) -> None:
+    """What the schema alone cannot check: datasets that exist, fit, and the explicit limits."""
+    training = spec.training
+    if training.epochs > settings.max_epochs:
+        raise _invalid("training.epochs", f"at most {settings.max_epochs} epochs per job")
+    if training.batch_size > settings.max_batch_size:
+        raise _invalid("training.batch_size", f"at most {settings.max_batch_size}")
+    if len(spec.model.hidden) > settings.max_hidden_layers:
+        raise _invalid("model.hidden", f"at most {settings.max_hidden_layers} hidden layers")
+    if any(h > settings.max_hidden_units for h in spec.model.hidden):
+        raise _invalid("model.hidden", f"at most {settings.max_hidden_units} units per layer")
+    if spec.dataset.id is not None:
+        raise _invalid("dataset.id", f"no dataset with id '{spec.dataset.id}'")
+    info = BUILTINS.get(spec.dataset.builtin or "")
+    if info is None:
+        names = ", ".join(sorted(BUILTINS))
+        raise _invalid("dataset.builtin", f"unknown builtin dataset; choose one of {names}")
+    if spec.model.task == Task.classification and info.task == Task.regression:
+        raise _invalid(
+            "model.task", f"'{spec.dataset.builtin}' has a continuous target; use regression"
+        )
+
+
+def submit_job(
+    session: Session,
+    spec: JobSpec,
+    principal: Principal,
+    settings: Settings,
+    idempotency_key: str | None,
+) -> tuple[Job, bool]:
+    """Create a queued job and send it after the commit. Returns (job, created)."""
+    validate_spec(spec, settings)
+    body = spec.model_dump(mode="json")
+    if idempotency_key is not None:
+        existing = _by_idempotency_key(session, principal, idempotency_key)
+        if existing is not None:
+            if existing.spec != body:
+                raise Conflict(
+                    "this Idempotency-Key was used with a different job spec",
+                    code="idempotency_conflict",
+                )
+            return existing, False
+    job = Job(
+        model_name=spec.model_name,
+        spec=body,
+        project=principal.project,
+        created_by=principal.key_id,
+        idempotency_key=_scoped_key(principal, idempotency_key),
+        progress={"epoch": 0, "epochs": spec.training.epochs, "step": 0, "samples_per_s": None},
+    )
+    session.add(job)
+    session.flush()
+    add_event(session, job.id, 0, "queued", "job accepted and queued")
+    enqueue_after_commit(session, TRAIN_TASK, [job.id])
+    return job, True
+
+
+def _scoped_key(principal: Principal, key: str | None) -> str | None:
+    # Two keys may pick the same Idempotency-Key without seeing each other's jobs.
+    if key is None:
+        return None
+    return f"{principal.key_id}:{key}"
+
+
+def _by_idempotency_key(session: Session, principal: Principal, key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.idempotency_key == _scoped_key(principal, key)))
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job with id '{job_id}'")
+    return job
+
+
+def list_jobs(
+    session: Session, status: JobStatus | None, limit: int, cursor: str | None
+) -> tuple[list[Job], str | None]:
+    """Newest first, keyset-paginated on (created_at, id) so pages never skip or repeat."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if cursor:
+        after = get_job(session, _decode_cursor(cursor))
+        query = query.where(
+            (Job.created_at < after.created_at)
+            | ((Job.created_at == after.created_at) & (Job.id < after.id))
+        )
+    jobs = list(session.scalars(query))
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    return jobs, (_encode_cursor(jobs[-1].id) if more else None)
+
+
+def _encode_cursor(job_id: str) -> str:
+    return base64.urlsafe_b64encode(job_id.encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Unprocessable("cursor: not a cursor this API returned") from exc
+
+
+def job_metrics(session: Session, job_id: str) -> list[JobMetric]:
+    get_job(session, job_id)
+    query = select(JobMetric).where(JobMetric.job_id == job_id).order_by(JobMetric.id)
+    return list(session.scalars(query))
+
+
+def job_events(session: Session, job_id: str, after_id: int = 0) -> list[JobEvent]:
+    query = (
+        select(JobEvent)
+        .where(JobEvent.job_id == job_id, JobEvent.id > after_id)
+        .order_by(JobEvent.id)
+    )
+    return list(session.scalars(query))
+
+
+def metrics_since(session: Session, job_id: str, after_id: int) -> list[JobMetric]:
+    query = (
+        select(JobMetric)
+        .where(JobMetric.job_id == job_id, JobMetric.id > after_id)
+        .order_by(JobMetric.id)
+    )
+    return list(session.scalars(query))
+
+
+def cancel_job(session: Session, job_id: str) -> Job:
+    """A queued job is cancelled at once; a running one is flagged and stops at a step boundary."""
+    job = get_job(session, job_id)
+    now = utcnow()
+    cancelled = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.queued)
+        .values(
+            status=JobStatus.cancelled,
+            status_message="cancelled before it started",
+            finished_at=now,
+            updated_at=now,
+            cancel_requested=True,
+        )
+    ).rowcount
+    if cancelled:
+        add_event(session, job_id, job.attempt, "cancelled", "cancelled while queued")
+    else:
+        flagged = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.running)
+            .values(cancel_requested=True)
+        ).rowcount
+        if not flagged:
+            session.refresh(job)
+            if job.status in TERMINAL:
+                raise Conflict(f"job is already {job.status}", code="job_finished")
+        add_event(
+            session,
+            job_id,
+            job.attempt,
+            "cancel_requested",
+            "cancel requested; stopping at the next step",
+        )
+    session.refresh(job)
+    return job
+
+
+def public_metrics(job: Job) -> dict[str, Any]:
+    return dict(job.metrics or {})

@@ -1,0 +1,114 @@
+"""The model registry: versions with lineage, and aliases that move without a restart."""
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.core.errors import NotFound
+from app.models import ModelAlias, ModelVersion, RegisteredModel
+from app.models.base import utcnow
+
+DEFAULT_ALIAS = "production"
+
+
+def register_version(
+    session: Session, *, model_name: str, project: str, **lineage: Any
+) -> ModelVersion:
+    """Add version N+1 of model_name. The caller holds the job's row lock, and the
+    (model_name, version) unique constraint turns any concurrent register into an error."""
+    if session.get(RegisteredModel, model_name) is None:
+        with session.begin_nested():
+            session.add(RegisteredModel(name=model_name, project=project))
+    latest = session.scalar(
+        select(func.max(ModelVersion.version)).where(ModelVersion.model_name == model_name)
+    )
+    row = ModelVersion(model_name=model_name, version=(latest or 0) + 1, **lineage)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_models(session: Session) -> list[tuple[RegisteredModel, int | None]]:
+    latest = (
+        select(ModelVersion.model_name, func.max(ModelVersion.version).label("latest"))
+        .group_by(ModelVersion.model_name)
+        .subquery()
+    )
+    query = (
+        select(RegisteredModel, latest.c.latest)
+        .outerjoin(latest, latest.c.model_name == RegisteredModel.name)
+        .order_by(RegisteredModel.name)
+    )
+    return [(model, version) for model, version in session.execute(query)]
+
+
+def get_model(session: Session, name: str) -> RegisteredModel:
+    model = session.get(RegisteredModel, name)
+    if model is None:
+        raise NotFound(f"no model named '{name}'")
+    return model
+
+
+def versions(session: Session, name: str) -> list[ModelVersion]:
+    query = (
+        select(ModelVersion).where(ModelVersion.model_name == name).order_by(ModelVersion.version)
+    )
+    return list(session.scalars(query))
+
+
+def aliases(session: Session, name: str) -> dict[str, int]:
+    query = select(ModelAlias).where(ModelAlias.model_name == name).order_by(ModelAlias.alias)
+    return {row.alias: row.version for row in session.scalars(query)}
+
+
+def get_version(session: Session, name: str, version: int) -> ModelVersion:
+    row = session.scalar(
+        select(ModelVersion).where(ModelVersion.model_name == name, ModelVersion.version == version)
+    )
+    if row is None:
+        get_model(session, name)
+        raise NotFound(f"model '{name}' has no version {version}")
+    return row
+
+
+def resolve(session: Session, name: str, ref: str | None) -> ModelVersion:
+    """A version number, an alias, or (no ref) alias 'production' if set, else the latest."""
+    if ref is not None and ref.isdigit():
+        return get_version(session, name, int(ref))
+    alias = session.get(ModelAlias, (name, ref or DEFAULT_ALIAS))
+    if alias is not None:
+        return get_version(session, name, alias.version)
+    if ref is not None:
+        get_model(session, name)
+        raise NotFound(f"model '{name}' has no alias '{ref}'")
+    latest = session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.model_name == name)
+        .order_by(ModelVersion.version.desc())
+        .limit(1)
+    )
+    if latest is None:
+        get_model(session, name)
+        raise NotFound(f"model '{name}' has no versions yet")
+    return latest
+
+
+def set_alias(session: Session, name: str, alias: str, version: int) -> ModelAlias:
+    get_version(session, name, version)
+    row = session.get(ModelAlias, (name, alias))
+    if row is None:
+        row = ModelAlias(model_name=name, alias=alias, version=version)
+        session.add(row)
+    row.version = version
+    row.updated_at = utcnow()
+    session.flush()
+    return row
+
+
+def delete_alias(session: Session, name: str, alias: str) -> None:
+    row = session.get(ModelAlias, (name, alias))
+    if row is None:
+        get_model(session, name)
+        raise NotFound(f"model '{name}' has no alias '{alias}'")
+    session.delete(row)

@@ -1,0 +1,70 @@
+"""Loaded models, kept in an LRU so each version is read from disk once.
+
+Concurrent first requests for one version load it once: each key has its own lock, and
+the map's lock is held only to look up or insert, never while a checkpoint loads.
+"""
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from app.core.errors import AppError
+from app.ml.bundle import ModelBundle, load_bundle
+from app.ml.checkpoint import CheckpointError, sha256_file
+
+
+class ModelUnavailable(AppError):
+    """A registered version whose checkpoint is missing, corrupt or altered."""
+
+    status_code = 409
+    code = "model_unavailable"
+
+
+class ModelCache:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._models: OrderedDict[int, ModelBundle] = OrderedDict()
+        self._locks: dict[int, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.loads = 0
+        self.evictions = 0
+
+    def get(self, version_id: int, path: Path, sha256: str) -> ModelBundle:
+        bundle = self._lookup(version_id)
+        if bundle is not None:
+            return bundle
+        with self._key_lock(version_id):
+            bundle = self._lookup(version_id)
+            if bundle is None:
+                bundle = self._load(path, sha256)
+                self._insert(version_id, bundle)
+            return bundle
+
+    def _lookup(self, version_id: int) -> ModelBundle | None:
+        with self._lock:
+            bundle = self._models.get(version_id)
+            if bundle is not None:
+                self._models.move_to_end(version_id)
+            return bundle
+
+    def _key_lock(self, version_id: int) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(version_id, threading.Lock())
+
+    def _load(self, path: Path, sha256: str) -> ModelBundle:
+        try:
+            if path.is_file() and sha256_file(path) != sha256:
+                raise CheckpointError("checkpoint does not match the sha256 the registry recorded")
+            bundle = load_bundle(path)
+        except CheckpointError as exc:
+            raise ModelUnavailable(f"this model version cannot be loaded: {exc}") from exc
+        self.loads += 1
+        return bundle
+
+    def _insert(self, version_id: int, bundle: ModelBundle) -> None:
+        with self._lock:
+            self._models[version_id] = bundle
+            while len(self._models) > self.capacity:
+                evicted, _ = self._models.popitem(last=False)
+                self._locks.pop(evicted, None)
+                self.evictions += 1
