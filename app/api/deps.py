@@ -1,6 +1,6 @@
 """Request dependencies: settings, one session per request (committed once), the caller's key."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -24,7 +24,7 @@ def get_principal(
     return authenticate(session, authorization)
 
 
-def require(scope: str):  # type: ignore[no-untyped-def]
+def require(scope: str) -> Callable[[Principal], Principal]:
     def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         principal.require(scope)
         return principal

@@ -3,9 +3,9 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Executable, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.config import get_settings
@@ -50,3 +50,9 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def execute_update(session: Session, statement: Executable) -> int:
+    """Run a guarded UPDATE and return how many rows it changed (0: the guard did not match)."""
+    result = cast(CursorResult[Any], session.execute(statement))
+    return result.rowcount

@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
@@ -36,15 +36,9 @@ class DatasetRef(Strict):
 
 class ModelConfig(Strict):
     arch: Arch = Arch.mlp
-    hidden: list[int] = Field(default_factory=lambda: [128])
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [128])
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     task: Task | None = None
-
-    @model_validator(mode="after")
-    def _positive_hidden(self) -> "ModelConfig":
-        if any(h < 1 for h in self.hidden):
-            raise ValueError("hidden sizes must be positive integers")
-        return self
 
 
 class OptimizerConfig(Strict):

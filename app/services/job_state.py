@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.core.db import execute_update
 from app.models import Job, JobEvent, JobMetric, JobStatus
 from app.models.base import utcnow
 
@@ -38,7 +39,8 @@ def claim(session: Session, job_id: str, worker_id: str, lease_s: float) -> Clai
     if job is None:
         return None
     attempt = job.attempt + 1
-    claimed = session.execute(
+    claimed = execute_update(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.queued, Job.attempt == job.attempt)
         .values(
@@ -49,8 +51,8 @@ def claim(session: Session, job_id: str, worker_id: str, lease_s: float) -> Clai
             lease_expires_at=now + timedelta(seconds=lease_s),
             started_at=job.started_at or now,
             updated_at=now,
-        )
-    ).rowcount
+        ),
+    )
     if not claimed:
         return None
     add_event(
@@ -68,7 +70,8 @@ def heartbeat(
 ) -> bool:
     """Renew the lease and publish progress. Returns whether a cancel was requested."""
     now = utcnow()
-    renewed = session.execute(
+    renewed = execute_update(
+        session,
         update(Job)
         .where(_running(job_id, attempt))
         .values(
@@ -76,8 +79,8 @@ def heartbeat(
             lease_expires_at=now + timedelta(seconds=lease_s),
             progress=progress,
             updated_at=now,
-        )
-    ).rowcount
+        ),
+    )
     if not renewed:
         raise LeaseLost(job_id)
     return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
@@ -107,7 +110,8 @@ def finish(
 ) -> None:
     """Move a running attempt to a terminal state; raise LeaseLost if it no longer owns the job."""
     now = utcnow()
-    moved = session.execute(
+    moved = execute_update(
+        session,
         update(Job)
         .where(_running(job_id, attempt))
         .values(
@@ -117,8 +121,8 @@ def finish(
             finished_at=now,
             updated_at=now,
             lease_expires_at=None,
-        )
-    ).rowcount
+        ),
+    )
     if not moved:
         raise LeaseLost(job_id)
     add_event(session, job_id, attempt, str(status), message)

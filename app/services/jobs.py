@@ -1,12 +1,13 @@
 """Jobs as the API sees them: submit, read, list, cancel."""
 
 import base64
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
+from app.core.db import execute_update
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.queue import TRAIN_TASK, enqueue_after_commit
 from app.ml.datasets import BUILTINS
@@ -104,26 +105,34 @@ def list_jobs(
     if status is not None:
         query = query.where(Job.status == status)
     if cursor:
-        after = get_job(session, _decode_cursor(cursor))
+        created_at, job_id = _decode_cursor(cursor)
         query = query.where(
-            (Job.created_at < after.created_at)
-            | ((Job.created_at == after.created_at) & (Job.id < after.id))
+            (Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id))
         )
     jobs = list(session.scalars(query))
     more = len(jobs) > limit
     jobs = jobs[:limit]
-    return jobs, (_encode_cursor(jobs[-1].id) if more else None)
+    return jobs, (_encode_cursor(jobs[-1]) if more else None)
 
 
-def _encode_cursor(job_id: str) -> str:
-    return base64.urlsafe_b64encode(job_id.encode()).decode()
+def _encode_cursor(job: Job) -> str:
+    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
 
 
-def _decode_cursor(cursor: str) -> str:
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
+        raw = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+        created_at, job_id = raw.split("|", 1)
+        when = datetime.fromisoformat(created_at)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Unprocessable("cursor: not a cursor this API returned") from exc
+        raise _bad_cursor() from exc
+    if when.tzinfo is None:
+        raise _bad_cursor()
+    return when, job_id
+
+
+def _bad_cursor() -> Unprocessable:
+    return Unprocessable("cursor: not a cursor this API returned", code="invalid_cursor")
 
 
 def job_metrics(session: Session, job_id: str) -> list[JobMetric]:
@@ -154,7 +163,8 @@ def cancel_job(session: Session, job_id: str) -> Job:
     """A queued job is cancelled at once; a running one is flagged and stops at a step boundary."""
     job = get_job(session, job_id)
     now = utcnow()
-    cancelled = session.execute(
+    cancelled = execute_update(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.queued)
         .values(
@@ -163,16 +173,17 @@ def cancel_job(session: Session, job_id: str) -> Job:
             finished_at=now,
             updated_at=now,
             cancel_requested=True,
-        )
-    ).rowcount
+        ),
+    )
     if cancelled:
         add_event(session, job_id, job.attempt, "cancelled", "cancelled while queued")
     else:
-        flagged = session.execute(
+        flagged = execute_update(
+            session,
             update(Job)
             .where(Job.id == job_id, Job.status == JobStatus.running)
-            .values(cancel_requested=True)
-        ).rowcount
+            .values(cancel_requested=True),
+        )
         if not flagged:
             session.refresh(job)
             if job.status in TERMINAL:
@@ -186,7 +197,3 @@ def cancel_job(session: Session, job_id: str) -> Job:
         )
     session.refresh(job)
     return job
-
-
-def public_metrics(job: Job) -> dict[str, Any]:
-    return dict(job.metrics or {})

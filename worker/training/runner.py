@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sqlalchemy.orm import Session
 from torch import nn
 
 from app.core.config import Settings
@@ -243,6 +244,7 @@ class Reporter:
         self.samples_per_s: float | None = None
         self.metrics: dict[str, float] = {}
         self._next_beat = 0.0
+        self._cancel_requested = False
 
     def progress(self) -> dict[str, Any]:
         return {
@@ -253,26 +255,16 @@ class Reporter:
         }
 
     def on_step(self, rows: int) -> bool:
+        """Renew the lease about once per heartbeat_s; True once a cancel was requested."""
         self.step += 1
-        now = time.monotonic()
-        if now < self._next_beat:
-            return False
-        self._next_beat = now + self.settings.heartbeat_s
-        with session_scope() as session:
-            return job_state.heartbeat(
-                session,
-                self.claim.job_id,
-                self.claim.attempt,
-                self.settings.lease_s,
-                self.progress(),
-            )
+        if not self._cancel_requested and time.monotonic() >= self._next_beat:
+            with session_scope() as session:
+                self._beat(session)
+        return self._cancel_requested
 
     def on_epoch_end(self, result: EpochResult) -> None:
-        self.epoch, self.step, self.samples_per_s = (
-            result.epoch,
-            result.step,
-            round(result.samples_per_s, 1),
-        )
+        self.epoch, self.step = result.epoch, result.step
+        self.samples_per_s = round(result.samples_per_s, 1)
         self.metrics = {**self.metrics, **result.metrics}
         self.ckpts.save(result.epoch, result.step, self.model, self.optimizer, self.generator)
         with session_scope() as session:
@@ -284,13 +276,12 @@ class Reporter:
                 result.step,
                 result.metrics,
             )
-            job_state.heartbeat(
-                session,
-                self.claim.job_id,
-                self.claim.attempt,
-                self.settings.lease_s,
-                self.progress(),
-            )
+            self._beat(session)
+
+    def _beat(self, session: Session) -> None:
+        self._cancel_requested = job_state.heartbeat(
+            session, self.claim.job_id, self.claim.attempt, self.settings.lease_s, self.progress()
+        )
         self._next_beat = time.monotonic() + self.settings.heartbeat_s
 
     def event(self, kind: str, message: str) -> None:

@@ -1,7 +1,7 @@
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep
 from app.api.events import job_event_stream
@@ -28,14 +28,13 @@ def submit_job(
     session: SessionDep,
     settings: SettingsDep,
     principal: JobsWrite,
-    response: Response,
     dry_run: bool = False,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> JobPublic | DryRunResult:
+) -> Any:
     if dry_run:
         jobs.validate_spec(spec, settings)
-        response.status_code = 200
-        return DryRunResult(valid=True, spec=spec.model_dump(mode="json"))
+        result = DryRunResult(valid=True, spec=spec.model_dump(mode="json"))
+        return JSONResponse(result.model_dump(mode="json"), status_code=200)
     job, _created = jobs.submit_job(session, spec, principal, settings, idempotency_key)
     return JobPublic.model_validate(job)
 

@@ -1,0 +1,175 @@
+"""Helpers for tests that start the real stack: processes, ports, databases, HTTP polling."""
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+PG_ADMIN_DSN = os.environ.get(
+    "TRAINSERVE_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+)
+REDIS_URL = os.environ.get("TRAINSERVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+BIN = Path(sys.executable).parent / "trainserve"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (or session), dropped afterwards."""
+    name = f"trainserve_test_{secrets.token_hex(6)}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = dict(p.split("=") for p in PG_ADMIN_DSN.split())
+    try:
+        yield f"postgresql+psycopg://{params['user']}@{params['host']}:{params['port']}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Proc:
+    """A subprocess with its output in a log file, stopped with SIGTERM (then SIGKILL)."""
+
+    def __init__(
+        self, args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None
+    ) -> None:
+        self.log_path = log
+        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            args,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        self._log.close()
+
+
+def base_env(**settings: str) -> dict[str, str]:
+    """The test process's environment without any TRAINSERVE_* leaking in, plus `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINSERVE_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update({f"TRAINSERVE_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+def wait_until(check: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_http_ok(url: str, proc: Proc, timeout: float = 60) -> None:
+    def ready() -> bool:
+        assert proc.alive(), f"process exited early:\n{proc.output()[-4000:]}"
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(ready, timeout, url)
+
+
+class Api:
+    """A small client for the service under test."""
+
+    def __init__(self, base_url: str, key: str) -> None:
+        self.http = httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
+
+    def submit(self, spec: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        response = self.http.post("/v1/jobs", json=spec, **kwargs)
+        assert response.status_code == 202, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/v1/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def wait_job(
+        self,
+        job_id: str,
+        timeout: float = 120,
+        statuses: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
+    ) -> dict[str, Any]:
+        return wait_until(
+            lambda: (j := self.job(job_id))["status"] in statuses and j,
+            timeout,
+            f"job {job_id} to reach {statuses}",
+            interval=0.25,
+        )
+
+    def predict(self, name: str, inputs: list[Any], ref: str | None = None) -> httpx.Response:
+        path = (
+            f"/v1/models/{name}/predict"
+            if ref is None
+            else f"/v1/models/{name}/versions/{ref}/predict"
+        )
+        return self.http.post(path, json={"inputs": inputs})
+
+
+def seed_spec(model_name: str = "digits-mlp", **training: Any) -> dict[str, Any]:
+    """The seed document's job: MLP [128], SGD lr 0.01 momentum 0.9, batch 64, 10 epochs, digits."""
+    return {
+        "model_name": model_name,
+        "dataset": {"builtin": "digits"},
+        "model": {"arch": "mlp", "hidden": [128]},
+        "training": {
+            "epochs": 10,
+            "batch_size": 64,
+            "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9},
+            **training,
+        },
+    }
+
+
+def held_out_digits(
+    validation_split: float = 0.1, seed: int = 0
+) -> tuple[list[list[float]], list[Any]]:
+    """The rows a seed job on digits held out, with their labels."""
+    from worker.data.builtin import load_builtin
+    from worker.data.split import split_indices
+
+    raw = load_builtin("digits")
+    _, held = split_indices(raw.y, validation_split, seed, stratify=True)
+    assert raw.classes is not None
+    return raw.x[held].tolist(), [raw.classes[i] for i in raw.y[held]]
