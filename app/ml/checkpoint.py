@@ -85,7 +85,8 @@ def flatten_state(state: Any, prefix: str) -> tuple[dict[str, torch.Tensor], Any
                 ]
             }
         if isinstance(node, list | tuple):
-            return {"__list__": [walk(v, f"{key}.{i}") for i, v in enumerate(node)]}
+            kind = "__tuple__" if isinstance(node, tuple) else "__list__"
+            return {kind: [walk(v, f"{key}.{i}") for i, v in enumerate(node)]}
         if node is None or isinstance(node, bool | int | float | str):
             return node
         raise TypeError(f"cannot store a {type(node).__name__} in a checkpoint")
@@ -104,6 +105,8 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
             }
         if "__list__" in skeleton:
             return [unflatten_state(v, tensors) for v in skeleton["__list__"]]
+        if "__tuple__" in skeleton:
+            return tuple(unflatten_state(v, tensors) for v in skeleton["__tuple__"])
     return skeleton
 
 

@@ -1,0 +1,88 @@
+"""The model zoo, preprocessing, the bundle and the predictor, with fixed weights."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from app.core.errors import Unprocessable
+from app.ml.bundle import ModelBundle, load_bundle
+from app.ml.preprocessing import Standardizer
+from app.ml.zoo import ZOO, arch_options, build_model
+from app.schemas.job import Arch, ModelConfig
+from app.serving.predictor import predict, rows_to_tensor
+
+
+@pytest.mark.parametrize("arch", list(Arch))
+def test_every_zoo_entry_builds_and_runs_forward(arch: Arch) -> None:
+    assert arch in ZOO
+    model = build_model(arch, 64, 10, arch_options(ModelConfig(arch=arch).model_dump()))
+    assert model(torch.randn(5, 64)).shape == (5, 10)
+
+
+def test_mlp_is_the_seed_network() -> None:
+    model = build_model("mlp", 784, 10, {"hidden": [128], "dropout": 0.0})
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    assert shapes == [(128, 784), (128,), (10, 128), (10,)]
+    assert isinstance(model[1], torch.nn.ReLU)
+
+
+def test_standardizer_handles_constant_features() -> None:
+    x = torch.tensor([[1.0, 5.0], [3.0, 5.0]])
+    scaler = Standardizer.fit(x)
+    assert torch.equal(scaler.std, torch.tensor([1.0, 1.0]))
+    assert torch.allclose(scaler(x), torch.tensor([[-1.0, 0.0], [1.0, 0.0]]))
+    assert torch.allclose(scaler.inverse(scaler(x)), x)
+
+
+def identity_bundle(tmp_path: Path) -> ModelBundle:
+    model = build_model("mlp", 2, 2, {"hidden": [2], "dropout": 0.0})
+    with torch.no_grad():
+        for layer in (model[0], model[2]):
+            layer.weight.copy_(torch.eye(2))
+            layer.bias.zero_()
+    scaler = Standardizer(torch.tensor([1.0, 1.0]), torch.tensor([2.0, 2.0]))
+    bundle = ModelBundle(
+        "mlp",
+        {"hidden": [2], "dropout": 0.0},
+        "classification",
+        [2],
+        2,
+        ["no", "yes"],
+        scaler,
+        None,
+        model,
+    )
+    bundle.save(tmp_path / "m.safetensors")
+    return load_bundle(tmp_path / "m.safetensors")
+
+
+def test_predict_applies_the_stored_preprocessing_exactly(tmp_path: Path) -> None:
+    bundle = identity_bundle(tmp_path)
+    # (x - 1) / 2 → [2, 0] then relu → logits [2, 0]
+    result = predict(bundle, rows_to_tensor([[5, 1], [1, 3]], 2))
+    assert result.predictions == ["no", "yes"]
+    e2 = math.exp(2)
+    assert result.probabilities is not None
+    assert result.probabilities[0] == pytest.approx([e2 / (e2 + 1), 1 / (e2 + 1)], abs=1e-6)
+    assert result.probabilities[1] == pytest.approx(
+        [1 / (1 + math.exp(1)), math.exp(1) / (1 + math.exp(1))], abs=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([[1]], "inputs[0]: expected 2 features, got 1"),
+        ([[1, 2], {"a": 1}], "inputs[1]: expected a list of 2 numbers, got dict"),
+        ([[1, None]], "inputs[0]: features must be numbers, got NoneType"),
+        ([[1, float("nan")]], "inputs[0]: features must be finite"),
+        ([[1, 1e39]], "inputs[0]: features must be finite"),
+        ([[False, 1]], "inputs[0]: features must be numbers, got bool"),
+    ],
+)
+def test_bad_rows_name_the_row_and_the_problem(rows: list, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(Unprocessable) as exc:
+        rows_to_tensor(rows, 2)
+    assert exc.value.message.startswith(message)

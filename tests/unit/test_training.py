@@ -1,0 +1,170 @@
+"""The training loop, the data split and checkpoint resume, on small in-memory data."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from app.ml.zoo import build_model
+from app.schemas.job import JobSpec, Task
+from worker.data.builtin import load_builtin
+from worker.data.prepare import prepare
+from worker.data.split import split_indices
+from worker.training.loop import Diverged, EpochResult, StopRequested, evaluate, fit
+from worker.training.runner import CheckpointDir
+
+
+def blobs(n: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two Gaussian blobs, linearly separable: (n, 4) features, (n,) labels."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 4, generator=g) + (y.unsqueeze(1) * 4.0 - 2.0)
+    return x, y
+
+
+def train(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    epochs: int,
+    start: int = 0,
+    on_epoch_end=lambda r: None,
+    on_step=lambda rows: False,
+) -> None:  # type: ignore[no-untyped-def]
+    x, y = blobs()
+    fit(
+        model,
+        opt,
+        nn.CrossEntropyLoss(),
+        x_train=x[:200],
+        y_train=y[:200],
+        x_val=x[200:],
+        y_val=y[200:],
+        task=Task.classification,
+        epochs=epochs,
+        batch_size=16,
+        generator=gen,
+        start_epoch=start,
+        on_step=on_step,
+        on_epoch_end=on_epoch_end,
+    )
+
+
+def fresh(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer, torch.Generator]:
+    torch.manual_seed(seed)
+    model = build_model("mlp", 4, 2, {"hidden": [8], "dropout": 0.0})
+    return (
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+        torch.Generator().manual_seed(seed),
+    )
+
+
+def test_fit_learns_and_reports_every_epoch() -> None:
+    model, opt, gen = fresh()
+    results: list[EpochResult] = []
+    train(model, opt, gen, 5, on_epoch_end=results.append)
+    assert [r.epoch for r in results] == [1, 2, 3, 4, 5]
+    assert [r.step for r in results] == [13, 26, 39, 52, 65]  # ceil(200 / 16) steps per epoch
+    assert results[-1].metrics["val_accuracy"] == 1.0
+    assert results[-1].metrics["train_loss"] < results[0].metrics["train_loss"]
+    assert all(r.samples_per_s > 0 for r in results)
+
+
+def test_same_seed_same_weights() -> None:
+    runs = []
+    for _ in range(2):
+        model, opt, gen = fresh()
+        train(model, opt, gen, 3)
+        runs.append(model.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    model, opt, gen = fresh()
+    train(model, opt, gen, 4)
+
+    first, opt1, gen1 = fresh()
+    ckpts = CheckpointDir(tmp_path, keep=2)
+    train(
+        first, opt1, gen1, 2, on_epoch_end=lambda r: ckpts.save(r.epoch, r.step, first, opt1, gen1)
+    )
+    resumed, opt2, gen2 = fresh(
+        seed=123
+    )  # different init: everything must come from the checkpoint
+    epoch, step = ckpts.restore(resumed, opt2, gen2)
+    assert (epoch, step) == (2, 26)
+    train(resumed, opt2, gen2, 4, start=epoch)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_checkpoint_dir_keeps_the_last_k_and_skips_a_corrupt_newest(tmp_path: Path) -> None:
+    model, opt, gen = fresh()
+    ckpts = CheckpointDir(tmp_path, keep=2)
+    train(model, opt, gen, 3, on_epoch_end=lambda r: ckpts.save(r.epoch, r.step, model, opt, gen))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "epoch-0002.safetensors",
+        "epoch-0003.safetensors",
+    ]
+    (tmp_path / "epoch-0003.safetensors").write_bytes(b"torn write")
+    assert ckpts.restore(*fresh())[0] == 2
+    assert CheckpointDir(tmp_path / "empty", keep=2).restore(*fresh()) == (0, 0)
+
+
+def test_a_step_hook_can_stop_training() -> None:
+    model, opt, gen = fresh()
+    calls = []
+    with pytest.raises(StopRequested):
+        train(model, opt, gen, 5, on_step=lambda rows: calls.append(rows) or len(calls) == 3)
+    assert calls == [16, 16, 16]
+
+
+def test_nan_loss_is_reported_as_diverged() -> None:
+    model, _, gen = fresh()
+    opt = torch.optim.SGD(model.parameters(), lr=1e30)
+    with pytest.raises(Diverged, match="epoch"):
+        train(model, opt, gen, 3)
+
+
+def test_regression_reports_r2() -> None:
+    x = torch.randn(64, 3)
+    y = x @ torch.tensor([[1.0], [2.0], [-1.0]])
+    model = nn.Linear(3, 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 2.0, -1.0]]))
+        model.bias.zero_()
+    metrics = evaluate(model, nn.MSELoss(), x, y, Task.regression)
+    assert metrics["val_r2"] == pytest.approx(1.0) and metrics["val_loss"] == pytest.approx(
+        0.0, abs=1e-10
+    )
+
+
+def test_split_is_seeded_stratified_and_disjoint() -> None:
+    y = load_builtin("digits").y
+    train_a, held_a = split_indices(y, 0.1, 0, stratify=True)
+    train_b, held_b = split_indices(y, 0.1, 0, stratify=True)
+    assert np.array_equal(held_a, held_b) and np.array_equal(train_a, train_b)
+    assert not set(train_a) & set(held_a) and len(train_a) + len(held_a) == len(y)
+    assert set(np.unique(y[held_a])) == set(range(10))
+    assert not np.array_equal(held_a, split_indices(y, 0.1, 1, stratify=True)[1])
+    assert len(split_indices(y, 0.0, 0, stratify=True)[1]) == 0
+
+
+def test_prepare_standardizes_with_train_statistics_only() -> None:
+    spec = JobSpec.model_validate({"model_name": "m", "dataset": {"builtin": "wine"}})
+    data = prepare(spec)
+    assert data.task == Task.classification and data.output_dim == 3 and data.input_dim == 13
+    assert torch.allclose(data.x_train.mean(0), torch.zeros(13), atol=1e-5)
+    assert data.dataset["train_rows"] + data.dataset["validation_rows"] == 178
+    regression = prepare(
+        JobSpec.model_validate({"model_name": "m", "dataset": {"builtin": "diabetes"}})
+    )
+    assert (
+        regression.task == Task.regression
+        and regression.classes is None
+        and regression.y_scaler is not None
+    )
+    assert regression.y_train.shape[1] == 1
