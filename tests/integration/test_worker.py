@@ -1,0 +1,96 @@
+"""A real `trainserve worker` process on PostgreSQL and Redis: claims, duplicates, cancelled jobs."""
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.core.queue import TRAIN_TASK, send_task
+from app.models import Job, ModelVersion
+from app.schemas.job import JobSpec
+from app.services import jobs
+from app.services.auth import Principal
+from tests.support import BIN, Proc, base_env, seed_spec, wait_until
+
+ADMIN = Principal(key_id="test", project="default", scopes=frozenset({"admin"}))
+
+
+@pytest.fixture(scope="module")
+def worker(configured: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    env = base_env() | configured
+    proc = Proc([str(BIN), "worker"], env, Path(tmp_path_factory.mktemp("worker")) / "worker.log")
+    wait_until(lambda: "ready." in proc.output() or not proc.alive(), 60, "the worker to start")
+    assert proc.alive(), proc.output()
+    yield proc
+    proc.stop()
+
+
+def submit(name: str, **training: object) -> str:
+    with session_scope() as session:
+        job, _ = jobs.submit_job(
+            session,
+            JobSpec.model_validate(seed_spec(name, **training)),
+            ADMIN,
+            get_settings(),
+            None,
+        )
+        return job.id
+
+
+def status(job_id: str) -> Job:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def versions_of(name: str) -> int:
+    with session_scope() as session:
+        return int(session.scalar(select(func.count()).where(ModelVersion.model_name == name)) or 0)
+
+
+def test_worker_trains_a_job_sent_after_commit(worker: Proc) -> None:
+    job_id = submit("w-basic", epochs=3)
+    done = wait_until(
+        lambda: (j := status(job_id)).status in {"succeeded", "failed"} and j, 120, "the job"
+    )
+    assert done.status == "succeeded", worker.output()[-3000:]
+    assert done.model_version == 1 and versions_of("w-basic") == 1
+
+
+def test_a_duplicate_message_trains_nothing_twice(worker: Proc) -> None:
+    job_id = submit("w-dup", epochs=2)
+    send_task(TRAIN_TASK, [job_id])  # the same id delivered again (e.g. a redelivery)
+    wait_until(lambda: status(job_id).status == "succeeded", 120, "the job")
+    send_task(TRAIN_TASK, [job_id])  # and once more after it ended
+    wait_until(
+        lambda: worker.output().count(f"job {job_id} is not queued") >= 2, 60, "both duplicates"
+    )
+    job = status(job_id)
+    assert job.status == "succeeded" and job.attempt == 1
+    assert versions_of("w-dup") == 1
+
+
+def test_a_job_cancelled_while_queued_never_starts(worker: Proc) -> None:
+    with session_scope() as session:
+        job, _ = jobs.submit_job(
+            session, JobSpec.model_validate(seed_spec("w-cancel")), ADMIN, get_settings(), None
+        )
+        session.flush()
+        jobs.cancel_job(session, job.id)
+        job_id = job.id
+    # the message is published after the commit above; the worker must find nothing to do
+    wait_until(lambda: f"job {job_id} is not queued" in worker.output(), 60, "the worker to see it")
+    job = status(job_id)
+    assert job.status == "cancelled" and job.started_at is None and job.attempt == 0
+
+
+def test_worker_stops_on_sigterm(worker: Proc) -> None:
+    assert worker.alive()
+    os.killpg(worker.popen.pid, signal.SIGTERM)
+    assert worker.popen.wait(30) == 0
