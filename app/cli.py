@@ -1,6 +1,8 @@
 """The `trainserve` command: up (everything, embedded default), api, worker, db, keys."""
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -138,15 +140,22 @@ def keys_create(name: str, scopes: tuple[str, ...]) -> None:
 
 
 class WorkerPool:
-    """Worker subprocesses for `up`, restarted if one dies, stopped together on exit."""
+    """Worker subprocesses for `up`, restarted if one dies, stopped together on exit.
+
+    Each worker leads its own process group, so stopping it reaches its pool children too
+    (a training child must not outlive its worker), and Ctrl-C reaches only `up`.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.procs: list[subprocess.Popen[bytes]] = []
         self._stopping = threading.Event()
 
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(worker_command(), start_new_session=True)
+
     def start(self) -> None:
-        self.procs = [subprocess.Popen(worker_command()) for _ in range(self.size)]
+        self.procs = [self._spawn() for _ in range(self.size)]
         threading.Thread(target=self._watch, daemon=True).start()
 
     def _watch(self) -> None:
@@ -154,20 +163,29 @@ class WorkerPool:
             for i, proc in enumerate(self.procs):
                 if proc.poll() is not None and not self._stopping.is_set():
                     click.echo(
-                        f"worker {proc.pid} exited with {proc.returncode}; restarting", err=True
+                        f"worker {proc.pid} exited ({proc.returncode}); restarting", err=True
                     )
-                    self.procs[i] = subprocess.Popen(worker_command())
+                    self.procs[i] = self._spawn()
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 20.0) -> None:
         self._stopping.set()
         for proc in self.procs:
-            proc.terminate()
-        deadline = time.monotonic() + 20
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
         for proc in self.procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                proc.kill()
+                click.echo(
+                    f"worker {proc.pid} did not stop in {grace_s:.0f} s; killing it", err=True
+                )
+            _signal_group(proc, signal.SIGKILL)  # also any pool child left behind
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    # The group may be gone already: a worker that exited took its children with it.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
 
 
 if __name__ == "__main__":

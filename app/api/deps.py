@@ -18,7 +18,7 @@ def get_session() -> Iterator[Session]:
 
 
 def get_principal(
-    session: Annotated[Session, Depends(get_session)],
+    session: Annotated[Session, Depends(get_session, scope="function")],
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
     return authenticate(session, authorization)
@@ -37,7 +37,9 @@ def get_model_cache(request: Request) -> ModelCache:
     return cache
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the commit runs when the route returns, before the response is sent, so
+# a client that got its 2xx can read what it wrote (and a failed commit is its error, not a 2xx).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CacheDep = Annotated[ModelCache, Depends(get_model_cache)]
 JobsWrite = Annotated[Principal, Depends(require("jobs:write"))]

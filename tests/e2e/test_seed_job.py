@@ -121,3 +121,12 @@ def test_embedded_up_writes_the_admin_key_once(embedded_stack) -> None:  # type:
     assert key_file.read_text().strip() == embedded_stack.key
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
     assert (embedded_stack.data_dir / "trainserve.db").is_file()
+
+
+def test_a_2xx_means_the_write_is_visible(stack) -> None:  # type: ignore[no-untyped-def]
+    """The session commits before the response is sent: read-after-write never 404s."""
+    api = stack.api()
+    for i in range(20):
+        job = api.submit(seed_spec(f"raw-{i}", epochs=1))
+        assert api.http.get(f"/v1/jobs/{job['id']}").status_code == 200
+        assert api.http.post(f"/v1/jobs/{job['id']}/cancel").status_code in (202, 409)
