@@ -173,3 +173,17 @@ def held_out_digits(
     _, held = split_indices(raw.y, validation_split, seed, stratify=True)
     assert raw.classes is not None
     return raw.x[held].tolist(), [raw.classes[i] for i in raw.y[held]]
+
+
+def identity_mlp(width: int = 2) -> Any:
+    """An mlp (width → width → width) whose layers are identities: its logits equal relu(x)."""
+    import torch
+
+    from app.ml.zoo import build_model
+
+    model = build_model("mlp", width, width, {"hidden": [width], "dropout": 0.0})
+    with torch.no_grad():
+        for layer in (model[0], model[2]):
+            layer.weight.copy_(torch.eye(width))
+            layer.bias.zero_()
+    return model

@@ -3,6 +3,7 @@ and predict with fixed weights so expected outputs are exact."""
 
 import math
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,10 @@ from app.core.db import session_scope
 from app.main import create_app
 from app.ml.bundle import ModelBundle
 from app.ml.preprocessing import Standardizer
-from app.ml.zoo import build_model
 from app.models import Job, JobStatus
 from app.services import registry
 from tests.integration.conftest import ADMIN_KEY
-from tests.support import seed_spec
+from tests.support import BIN, base_env, identity_mlp, seed_spec
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -43,11 +43,7 @@ def _error(response: Any, status: int, code: str | None = None) -> dict[str, Any
 
 def fixed_model(name: str, data_dir: Path) -> int:
     """Register a 2-2-2 MLP with identity weights: logits equal relu(x)."""
-    model = build_model("mlp", 2, 2, {"hidden": [2], "dropout": 0.0})
-    with torch.no_grad():
-        for layer in (model[0], model[2]):
-            layer.weight.copy_(torch.eye(2))
-            layer.bias.zero_()
+    model = identity_mlp()
     bundle = ModelBundle(
         "mlp",
         {"hidden": [2], "dropout": 0.0},
@@ -380,3 +376,29 @@ def test_metrics_are_prometheus_text(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'trainserve_http_requests_total{method="GET",route="/v1/jobs",status="200"}' in text
     assert 'trainserve_jobs{status="queued"}' in text
+
+
+def test_cli_creates_a_scoped_key_that_works_at_once(
+    client: TestClient, service_env: dict[str, str]
+) -> None:
+    result = subprocess.run(
+        [str(BIN), "keys", "create", "--name", "svc", "--scope", "predict"],
+        env=base_env() | service_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    key = result.stdout.strip()
+    assert key.startswith("ts_")
+    headers = {"Authorization": f"Bearer {key}"}
+    fixed_model("scoped", get_settings().data_dir)
+    assert (
+        client.post(
+            "/v1/models/scoped/predict", json={"inputs": [[1, 0]]}, headers=headers
+        ).status_code
+        == 200
+    )
+    _error(
+        client.post("/v1/jobs", json=seed_spec("nope"), headers=headers), 403, "insufficient_scope"
+    )

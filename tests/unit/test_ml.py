@@ -12,6 +12,7 @@ from app.ml.preprocessing import Standardizer
 from app.ml.zoo import ZOO, arch_options, build_model
 from app.schemas.job import Arch, ModelConfig
 from app.serving.predictor import predict, rows_to_tensor
+from tests.support import identity_mlp
 
 
 @pytest.mark.parametrize("arch", list(Arch))
@@ -37,11 +38,7 @@ def test_standardizer_handles_constant_features() -> None:
 
 
 def identity_bundle(tmp_path: Path) -> ModelBundle:
-    model = build_model("mlp", 2, 2, {"hidden": [2], "dropout": 0.0})
-    with torch.no_grad():
-        for layer in (model[0], model[2]):
-            layer.weight.copy_(torch.eye(2))
-            layer.bias.zero_()
+    model = identity_mlp()
     scaler = Standardizer(torch.tensor([1.0, 1.0]), torch.tensor([2.0, 2.0]))
     bundle = ModelBundle(
         "mlp",
