@@ -63,6 +63,9 @@ def up(host: str, port: int, data_dir: Path | None, workers: int) -> None:
     ensure_admin_key(settings, click.echo)
     pool = WorkerPool(workers)
     pool.start()
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; without a handler of
+    # ours that would end this process at once and orphan the workers.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     finally:
@@ -180,6 +183,10 @@ class WorkerPool:
                     f"worker {proc.pid} did not stop in {grace_s:.0f} s; killing it", err=True
                 )
             _signal_group(proc, signal.SIGKILL)  # also any pool child left behind
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:

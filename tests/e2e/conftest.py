@@ -81,5 +81,5 @@ def pg_redis_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 proc.stop()
             print(stack.logs())
             client = redis.Redis.from_url(REDIS_URL)
-            for key in client.scan_iter(f"{queue}*"):
+            for key in client.scan_iter(f"*{queue}*"):
                 client.delete(key)

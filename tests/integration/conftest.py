@@ -35,7 +35,7 @@ def queue_name() -> Iterator[str]:
     name = f"trainserve-test-{secrets.token_hex(4)}"
     yield name
     client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(f"{name}*"):
+    for key in client.scan_iter(f"*{name}*"):
         client.delete(key)
 
 
