@@ -10,7 +10,13 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
 class Arch(enum.StrEnum):
-    mlp = "mlp"
+    mlp = "mlp"  # tabular (or flattened) features
+    cnn = "cnn"  # images
+    resnet = "resnet"  # images
+    text = "text"  # strings
+
+
+IMAGE_ARCHS = frozenset({Arch.cnn, Arch.resnet})
 
 
 class Task(enum.StrEnum):
@@ -35,10 +41,31 @@ class DatasetRef(Strict):
 
 
 class ModelConfig(Strict):
+    """One flat config; each arch reads its own fields (app.ml.zoo.arch_options)."""
+
     arch: Arch = Arch.mlp
-    hidden: list[PositiveInt] = Field(default_factory=lambda: [128])
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
     task: Task | None = None
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    # mlp: hidden layer sizes (the seed's 784→128→10 is hidden [128])
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [128])
+    # cnn: conv widths, one 3x3 conv + pool per entry
+    channels: list[PositiveInt] = Field(default_factory=lambda: [32, 64], max_length=6)
+    # resnet: base width and residual blocks per stage (3 stages, width doubling)
+    width: int = Field(16, ge=4, le=256)
+    depth: int = Field(2, ge=1, le=8)
+    # text: a bag of embeddings or a small transformer encoder over a learned vocabulary
+    encoder: Literal["bag", "transformer"] = "bag"
+    embed_dim: int = Field(64, ge=8, le=1024)
+    max_len: int = Field(128, ge=4, le=2048)
+    vocab_size: int = Field(20000, ge=100, le=200000)
+    layers: int = Field(2, ge=1, le=12)
+    heads: int = Field(4, ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _heads_divide_embedding(self) -> "ModelConfig":
+        if self.arch == Arch.text and self.encoder == "transformer" and self.embed_dim % self.heads:
+            raise ValueError("embed_dim must be a multiple of heads")
+        return self
 
 
 class OptimizerConfig(Strict):
@@ -49,13 +76,57 @@ class OptimizerConfig(Strict):
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
 
 
+class ScheduleConfig(Strict):
+    """Learning-rate schedule, stepped per epoch (one_cycle: per step), after a linear warm-up."""
+
+    name: Literal["none", "step", "cosine", "one_cycle", "plateau"] = "none"
+    warmup_epochs: int = Field(0, ge=0)
+    step_size: int = Field(10, ge=1)  # step: epochs between decays
+    gamma: float = Field(0.1, gt=0.0, le=1.0)  # step: decay factor
+    factor: float = Field(0.1, gt=0.0, lt=1.0)  # plateau: decay factor
+    patience: int = Field(5, ge=0)  # plateau: epochs without val_loss improvement
+    min_lr: float = Field(0.0, ge=0.0)
+
+
+class AugmentConfig(Strict):
+    """Image augmentation, applied to training batches only."""
+
+    flip: bool = False  # random horizontal flip
+    crop_padding: int = Field(0, ge=0, le=32)  # random crop after zero padding by this much
+
+
+class EarlyStoppingConfig(Strict):
+    metric: str = Field("val_loss", max_length=64)
+    mode: Literal["auto", "min", "max"] = "auto"  # auto: min for losses and errors, else max
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+
+
 class TrainingConfig(Strict):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=1)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     validation_split: float = Field(0.1, ge=0.0, lt=1.0)
+    test_split: float = Field(0.0, ge=0.0, lt=1.0)
     seed: int = Field(0, ge=0, le=2**32 - 1)
-    device: Literal["auto", "cpu"] = "auto"
+    grad_clip: float | None = Field(None, gt=0.0)  # max gradient norm
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    # "balanced" weighs each class by n / (k * count); or one weight per class (list in class
+    # order, or {label: weight})
+    class_weights: Literal["balanced"] | list[float] | dict[str, float] | None = None
+    resample: Literal["none", "balanced"] = "none"  # balanced: draw classes equally often
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    early_stopping: EarlyStoppingConfig | None = None
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: bool = False  # torch.compile the model (CUDA only; numerics may differ slightly)
+
+    @model_validator(mode="after")
+    def _splits_leave_training_rows(self) -> "TrainingConfig":
+        if self.validation_split + self.test_split >= 0.9:
+            raise ValueError("validation_split + test_split must leave at least 10% to train on")
+        return self
 
 
 class JobSpec(Strict):

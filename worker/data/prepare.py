@@ -64,7 +64,7 @@ def prepare(spec: JobSpec) -> TrainingData:
             "rows": len(raw.y),
             "train_rows": len(train_idx),
             "validation_rows": len(val_idx),
-            "features": int(raw.x.shape[1]),
+            "features": int(x.shape[1]),
         },
     )
 
