@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from app.api import errors, metrics
 from app.api.limits import BodySizeLimit
-from app.api.routers import health, jobs, models
+from app.api.routers import datasets, health, jobs, models
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.core.migrate import upgrade
@@ -45,7 +45,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model_cache = ModelCache(settings.model_cache_size)
     errors.install(app)
     app.middleware("http")(metrics.record)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    for router in (health.router, jobs.router, models.router):
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_request_bytes,
+        upload_max_bytes=settings.max_upload_bytes,
+    )
+    for router in (health.router, jobs.router, models.router, datasets.router):
         app.include_router(router)
     return app

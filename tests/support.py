@@ -181,9 +181,24 @@ def identity_mlp(width: int = 2) -> Any:
 
     from app.ml.zoo import build_model
 
-    model = build_model("mlp", width, width, {"hidden": [width], "dropout": 0.0})
+    model = build_model("mlp", [width], width, {"hidden": [width], "dropout": 0.0})
     with torch.no_grad():
         for layer in (model[0], model[2]):
             layer.weight.copy_(torch.eye(width))
             layer.bias.zero_()
     return model
+
+
+def tabular_bundle(model: Any, classes: list[Any], mean: list[float], std: list[float]) -> Any:
+    """A classifier bundle over len(mean) standardized features, around a given model."""
+    import torch
+
+    from app.ml.bundle import ModelBundle
+    from app.ml.preprocessing import Preprocessor, Standardizer
+
+    scaler = Standardizer(torch.tensor(mean), torch.tensor(std))
+    preprocessor = Preprocessor("tabular", [len(mean)], x_scaler=scaler)
+    options = {"hidden": [len(mean)], "dropout": 0.0}
+    return ModelBundle(
+        "mlp", options, "classification", len(classes), classes, preprocessor, None, model
+    )

@@ -6,12 +6,16 @@ a child starts in milliseconds instead of re-importing torch per job; the parent
 calls into CUDA, so forked children can still use it.
 """
 
+import os
+import socket
 from typing import Any
 
 from celery import Celery, signals
 
 from app.core.config import get_settings
+from app.core.db import get_engine
 from app.core.queue import celery_config
+from worker.node import NodeHeartbeat
 
 
 def create_celery() -> Celery:
@@ -35,3 +39,26 @@ def _preload_training_code(**_: Any) -> None:
 
     # Building an optimizer imports torch._dynamo (~1 s); do it here once, on CPU.
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
+_heartbeat: NodeHeartbeat | None = None
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    global _heartbeat
+    _heartbeat = NodeHeartbeat(f"{socket.gethostname()}:{os.getpid()}")
+    _heartbeat.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()
+
+
+@signals.worker_process_init.connect
+def _fresh_connections_after_fork(**_: Any) -> None:
+    # The parent's heartbeat thread uses pooled connections; a forked child must not share
+    # them (SQLAlchemy: dispose(close=False) after fork).
+    get_engine().dispose(close=False)

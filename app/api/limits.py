@@ -1,59 +1,89 @@
 """Request body size limit, enforced before a handler reads the body.
 
-Content-Length is checked up front; a chunked body is counted as it streams in.
+Content-Length is checked up front; a chunked body is counted as it streams in. Dataset uploads
+get their own, larger limit (max_upload_bytes); every other route keeps max_request_bytes.
 """
 
 import json
+import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+log = logging.getLogger(__name__)
 
-class BodyTooLarge(Exception):
-    pass
+UPLOAD_ROUTES = frozenset({("POST", "/v1/datasets")})
+# Room for the multipart framing and the small form fields beside the file; the service
+# checks the file itself against max_upload_bytes to the byte.
+UPLOAD_FORM_OVERHEAD = 64 * 1024
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_max_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_max_bytes = (upload_max_bytes or max_bytes) + UPLOAD_FORM_OVERHEAD
+
+    def limit_for(self, scope: Scope) -> int:
+        if (scope.get("method"), scope.get("path")) in UPLOAD_ROUTES:
+            return self.upload_max_bytes
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            await self._reject(send)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await self._reject(send, limit)
             return
         seen = 0
+        exceeded = False
         started = False
+        replaced = False
 
+        # Past the limit the app is told the client left, so it stops reading; an exception
+        # raised here would reach it wrapped (anyio task groups in BaseHTTPMiddleware) and
+        # become FastAPI's "400 error parsing the body".
         async def counted_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise BodyTooLarge
+            if seen > limit:
+                exceeded = True
+                return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        # Whatever the app answers about a body it never got whole is replaced by the 413.
+        async def guarded_send(message: Message) -> None:
+            nonlocal started, replaced
+            if message["type"] == "http.response.start":
+                started = True
+                replaced = exceeded
+                if replaced:
+                    await self._reject(send, limit)
+            if not replaced:
+                await send(message)
 
         try:
-            await self.app(scope, counted_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._reject(send)
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception as exc:
+            if not exceeded:
+                raise
+            # The app failed on the body cut short above: that failure is this 413.
+            log.debug("body over %d bytes on %s: %r", limit, scope.get("path"), exc)
+        if exceeded and not started:
+            await self._reject(send, limit)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, limit: int) -> None:
         body = json.dumps(
             {
                 "error": {
                     "code": "payload_too_large",
-                    "message": f"request body is larger than {self.max_bytes} bytes",
-                    "details": {"max_bytes": self.max_bytes},
+                    "message": f"request body is larger than {limit} bytes",
+                    "details": {"max_bytes": limit},
                 }
             }
         ).encode()

@@ -34,6 +34,18 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(16, ge=1)
     checkpoints_kept: int = Field(3, ge=1)
 
+    # Dataset uploads. A file is refused with 413 past these, before anything is kept.
+    max_upload_bytes: int = Field(256 * 1024 * 1024, ge=1)
+    max_dataset_rows: int = Field(1_000_000, ge=1)
+    max_dataset_columns: int = Field(10_000, ge=1)  # after one-hot encoding, too
+    max_classes: int = Field(10_000, ge=2)
+    max_zip_files: int = Field(100_000, ge=1)
+    max_zip_uncompressed_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=1)
+    max_image_size: int = Field(256, ge=4, le=4096)
+    # The decoded arrays (rows x features floats, N x C x H x W pixels, padded texts) must fit
+    # in a worker's memory: a small file can still decode to something huge.
+    max_dataset_bytes: int = Field(4 * 1024 * 1024 * 1024, ge=1)
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

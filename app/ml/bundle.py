@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from app.ml import checkpoint
-from app.ml.preprocessing import Standardizer
+from app.ml.preprocessing import Preprocessor, Standardizer
 from app.ml.zoo import build_model
 
 KIND = "model"
@@ -20,12 +20,16 @@ class ModelBundle:
     arch: str
     options: dict[str, Any]
     task: str
-    input_shape: list[int]
     output_dim: int
     classes: list[Any] | None
-    x_scaler: Standardizer
+    preprocessor: Preprocessor
     y_scaler: Standardizer | None  # regression targets are standardized in training
     model: nn.Module
+
+    @property
+    def input_shape(self) -> list[int]:
+        """What the network takes (a flattened image for an mlp)."""
+        return self.preprocessor.model_input_shape
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -36,11 +40,12 @@ class ModelBundle:
             "input_shape": self.input_shape,
             "output_dim": self.output_dim,
             "classes": self.classes,
+            "preprocessing": self.preprocessor.meta(),
         }
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        out.update(self.x_scaler.tensors("x_scaler"))
+        out.update(self.preprocessor.tensors())
         if self.y_scaler is not None:
             out.update(self.y_scaler.tensors("y_scaler"))
         return out
@@ -54,26 +59,22 @@ def load_bundle(path: Path, device: str = "cpu") -> ModelBundle:
     meta = ckpt.meta
     if meta.get("kind") != KIND:
         raise checkpoint.CheckpointError(f"{path.name} holds no registered model")
-    model = build_model(meta["arch"], meta["input_shape"][0], meta["output_dim"], meta["options"])
-    weights = {k[len("model.") :]: v for k, v in ckpt.tensors.items() if k.startswith("model.")}
     try:
+        model = build_model(meta["arch"], meta["input_shape"], meta["output_dim"], meta["options"])
+        weights = {k[len("model.") :]: v for k, v in ckpt.tensors.items() if k.startswith("model.")}
         model.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:
+        preprocessor = Preprocessor.load(meta["preprocessing"], ckpt.tensors)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise checkpoint.CheckpointError(f"{path.name} does not match its arch: {exc}") from exc
     model.to(device).eval()
-    y_scaler = (
-        Standardizer.from_tensors(ckpt.tensors, "y_scaler")
-        if "y_scaler.mean" in ckpt.tensors
-        else None
-    )
+    has_y = "y_scaler.mean" in ckpt.tensors
     return ModelBundle(
         arch=meta["arch"],
         options=meta["options"],
         task=meta["task"],
-        input_shape=meta["input_shape"],
         output_dim=meta["output_dim"],
         classes=meta["classes"],
-        x_scaler=Standardizer.from_tensors(ckpt.tensors, "x_scaler"),
-        y_scaler=y_scaler,
+        preprocessor=preprocessor,
+        y_scaler=Standardizer.from_tensors(ckpt.tensors, "y_scaler") if has_y else None,
         model=model,
     )

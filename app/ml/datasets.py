@@ -1,6 +1,7 @@
 """The builtin datasets' catalog: what the API needs to validate a spec without loading data."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from app.schemas.job import Task
 
@@ -9,17 +10,21 @@ from app.schemas.job import Task
 class BuiltinInfo:
     task: Task
     n_features: int
-    n_classes: int | None
+    classes: tuple[Any, ...] | None  # labels in class-index order, as scikit-learn names them
 
     @property
     def classes_known(self) -> bool:
         return self.task == Task.classification
 
+    @property
+    def n_classes(self) -> int | None:
+        return len(self.classes) if self.classes is not None else None
+
 
 BUILTINS: dict[str, BuiltinInfo] = {
-    "iris": BuiltinInfo(Task.classification, 4, 3),
-    "digits": BuiltinInfo(Task.classification, 64, 10),
-    "wine": BuiltinInfo(Task.classification, 13, 3),
-    "breast_cancer": BuiltinInfo(Task.classification, 30, 2),
+    "iris": BuiltinInfo(Task.classification, 4, ("setosa", "versicolor", "virginica")),
+    "digits": BuiltinInfo(Task.classification, 64, tuple(range(10))),
+    "wine": BuiltinInfo(Task.classification, 13, ("class_0", "class_1", "class_2")),
+    "breast_cancer": BuiltinInfo(Task.classification, 30, ("malignant", "benign")),
     "diabetes": BuiltinInfo(Task.regression, 10, None),
 }

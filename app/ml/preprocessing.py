@@ -1,9 +1,14 @@
-"""Feature standardization. Fitted on the training split, stored in the checkpoint, and
-applied by predict exactly as in training."""
+"""Preprocessing fitted on the training split, stored in the checkpoint, and applied by
+predict exactly as in training."""
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from app.ml.images import ChannelStats
+from app.ml.text import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -31,3 +36,92 @@ class Standardizer:
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str) -> "Standardizer":
         return cls(tensors[f"{prefix}.mean"], tensors[f"{prefix}.std"])
+
+
+@dataclass
+class Preprocessor:
+    """Everything between stored data and model input, fitted on training rows only.
+
+    tabular: standardized features; image: uint8 (C, H, W) pixels scaled by channel
+    statistics; text: token ids from a vocabulary learned from the training texts.
+    """
+
+    kind: str  # app.schemas.dataset.DataKind value
+    input_shape: list[int]
+    x_scaler: Standardizer | None = None
+    channels: ChannelStats | None = None
+    tokenizer: Tokenizer | None = None
+    feature_names: list[str] | None = None
+    flatten: bool = False  # images for an mlp: (C, H, W) pixels become C*H*W features
+
+    @property
+    def model_input_shape(self) -> list[int]:
+        return [math.prod(self.input_shape)] if self.flatten else self.input_shape
+
+    @classmethod
+    def fit_tabular(cls, x: torch.Tensor, names: list[str] | None) -> "Preprocessor":
+        return cls("tabular", [int(x.shape[1])], x_scaler=Standardizer.fit(x), feature_names=names)
+
+    @classmethod
+    def fit_image(cls, x: torch.Tensor, flatten: bool = False) -> "Preprocessor":
+        shape = [int(d) for d in x.shape[1:]]
+        return cls("image", shape, channels=ChannelStats.fit(x), flatten=flatten)
+
+    @classmethod
+    def fit_text(cls, texts: list[str], vocab_size: int, max_len: int) -> "Preprocessor":
+        return cls("text", [max_len], tokenizer=Tokenizer.fit(texts, vocab_size))
+
+    def tabular(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.x_scaler is not None
+        return self.x_scaler(x)
+
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        assert self.tokenizer is not None
+        return self.tokenizer.encode(texts, self.input_shape[0])
+
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch in stored form → model input (images are normalized here, per batch)."""
+        if self.channels is not None:
+            x = self.channels(x)
+            return x.flatten(1) if self.flatten else x
+        return x
+
+    def to(self, device: torch.device | str) -> "Preprocessor":
+        if self.x_scaler is not None:
+            self.x_scaler = Standardizer(
+                self.x_scaler.mean.to(device), self.x_scaler.std.to(device)
+            )
+        if self.channels is not None:
+            self.channels = ChannelStats(
+                self.channels.mean.to(device), self.channels.std.to(device)
+            )
+        return self
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        if self.x_scaler is not None:
+            return self.x_scaler.tensors("x_scaler")
+        if self.channels is not None:
+            return self.channels.tensors("channels")
+        return {}
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "input_shape": self.input_shape,
+            "feature_names": self.feature_names,
+            "flatten": self.flatten,
+            "tokenizer": self.tokenizer.to_json() if self.tokenizer is not None else None,
+        }
+
+    @classmethod
+    def load(cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "Preprocessor":
+        kind = meta.get("kind", "tabular")
+        return cls(
+            kind,
+            list(meta["input_shape"]),
+            x_scaler=Standardizer.from_tensors(tensors, "x_scaler") if kind == "tabular" else None,
+            channels=ChannelStats.from_tensors(tensors, "channels") if kind == "image" else None,
+            tokenizer=Tokenizer.from_json(meta["tokenizer"]) if kind == "text" else None,
+            feature_names=meta.get("feature_names"),
+            flatten=bool(meta.get("flatten", False)),
+        )

@@ -2,13 +2,16 @@
 
 from app.models.api_key import ApiKey
 from app.models.base import Base
+from app.models.dataset import Dataset
 from app.models.job import TERMINAL, Job, JobEvent, JobMetric, JobStatus
 from app.models.model_version import ModelAlias, ModelVersion, RegisteredModel
+from app.models.worker import WorkerNode
 
 __all__ = [
     "TERMINAL",
     "ApiKey",
     "Base",
+    "Dataset",
     "Job",
     "JobEvent",
     "JobMetric",
@@ -16,4 +19,5 @@ __all__ = [
     "ModelAlias",
     "ModelVersion",
     "RegisteredModel",
+    "WorkerNode",
 ]

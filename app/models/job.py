@@ -38,6 +38,8 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     progress: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # confusion matrix, per-class scores, best epoch, test split: what scalars can't hold
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)
     model_version: Mapped[int | None]
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_by: Mapped[str | None] = mapped_column(String(36))

@@ -170,6 +170,8 @@ class JobPublic(BaseModel):
 
 
 class JobDetail(JobPublic):
+    # the best epoch, confusion matrix and per-class scores, test-split metrics
+    report: dict[str, Any] = Field(default_factory=dict)
     events: list[JobEventPublic] = Field(default_factory=list)
 
 

@@ -87,7 +87,13 @@ def heartbeat(
 
 
 def record_epoch(
-    session: Session, job_id: str, attempt: int, epoch: int, step: int, metrics: dict[str, float]
+    session: Session,
+    job_id: str,
+    attempt: int,
+    epoch: int,
+    step: int,
+    metrics: dict[str, float],
+    report: dict[str, Any] | None = None,
 ) -> None:
     job = session.scalar(select(Job).where(_running(job_id, attempt)).with_for_update())
     if job is None:
@@ -98,6 +104,8 @@ def record_epoch(
         for name, value in metrics.items()
     )
     job.metrics = {**(job.metrics or {}), **metrics}
+    if report:
+        job.report = report
 
 
 def finish(

@@ -10,11 +10,12 @@ from app.core.config import Settings
 from app.core.db import execute_update
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.queue import TRAIN_TASK, enqueue_after_commit
-from app.ml.datasets import BUILTINS
 from app.models import TERMINAL, Job, JobEvent, JobMetric, JobStatus
 from app.models.base import utcnow
-from app.schemas.job import JobSpec, Task
+from app.schemas.job import JobSpec
+from app.services import spec_checks
 from app.services.auth import Principal
+from app.services.datasets import dataset_info
 from app.services.job_state import add_event
 
 
@@ -22,7 +23,7 @@ def _invalid(field: str, message: str) -> Unprocessable:
     return Unprocessable(f"{field}: {message}", details=[{"loc": field.split("."), "msg": message}])
 
 
-def validate_spec(spec: JobSpec, settings: Settings) -> None:
+def validate_spec(session: Session, spec: JobSpec, settings: Settings) -> None:
     """What the schema alone cannot check: datasets that exist, fit, and the explicit limits."""
     training = spec.training
     if training.epochs > settings.max_epochs:
@@ -33,16 +34,11 @@ def validate_spec(spec: JobSpec, settings: Settings) -> None:
         raise _invalid("model.hidden", f"at most {settings.max_hidden_layers} hidden layers")
     if any(h > settings.max_hidden_units for h in spec.model.hidden):
         raise _invalid("model.hidden", f"at most {settings.max_hidden_units} units per layer")
-    if spec.dataset.id is not None:
-        raise _invalid("dataset.id", f"no dataset with id '{spec.dataset.id}'")
-    info = BUILTINS.get(spec.dataset.builtin or "")
-    if info is None:
-        names = ", ".join(sorted(BUILTINS))
-        raise _invalid("dataset.builtin", f"unknown builtin dataset; choose one of {names}")
-    if spec.model.task == Task.classification and info.task == Task.regression:
-        raise _invalid(
-            "model.task", f"'{spec.dataset.builtin}' has a continuous target; use regression"
-        )
+    # The dataset: a builtin, or an upload that exists (422 naming dataset.builtin / dataset.id).
+    info = dataset_info(session, spec.dataset)
+    name = spec.dataset.builtin or spec.dataset.id or ""
+    spec_checks.check_fit(spec, info.kind, info.task, info.classes, name)
+    spec_checks.check_device(session, training.device)
 
 
 def submit_job(
@@ -53,7 +49,7 @@ def submit_job(
     idempotency_key: str | None,
 ) -> tuple[Job, bool]:
     """Create a queued job and send it after the commit. Returns (job, created)."""
-    validate_spec(spec, settings)
+    validate_spec(session, spec, settings)
     body = spec.model_dump(mode="json")
     if idempotency_key is not None:
         existing = _by_idempotency_key(session, principal, idempotency_key)

@@ -9,8 +9,8 @@ from app.core.errors import PayloadTooLarge
 from app.schemas.model import PredictResponse
 from app.services import registry
 from app.serving.cache import ModelCache
+from app.serving.predictor import model_input
 from app.serving.predictor import predict as run_model
-from app.serving.predictor import rows_to_tensor
 
 
 def predict(
@@ -29,7 +29,7 @@ def predict(
     bundle = cache.get(
         version.id, settings.artifacts_dir / version.checkpoint_path, version.checkpoint_sha256
     )
-    result = run_model(bundle, rows_to_tensor(inputs, bundle.input_shape[0]))
+    result = run_model(bundle, model_input(bundle, inputs))
     return PredictResponse(
         model_name=name,
         model_version=version.version,

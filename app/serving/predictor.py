@@ -8,6 +8,9 @@ import torch
 
 from app.core.errors import Unprocessable
 from app.ml.bundle import ModelBundle
+from app.ml.images import ImageDecodeError, decode_base64_image
+
+MAX_TEXT_CHARS = 100_000
 
 
 @dataclass(frozen=True)
@@ -16,9 +19,10 @@ class Prediction:
     probabilities: list[list[float]] | None
 
 
-def rows_to_tensor(inputs: list[Any], width: int) -> torch.Tensor:
-    """Check every row (a list of `width` finite numbers) and stack them: (rows, width)."""
-    for i, row in enumerate(inputs):
+def rows_to_tensor(inputs: list[Any], width: int, index: int = 0) -> torch.Tensor:
+    """Check every row (a list of `width` finite numbers) and stack them: (rows, width).
+    `index` numbers the rows in messages when these are part of a larger request."""
+    for i, row in enumerate(inputs, start=index):
         if not isinstance(row, list):
             raise _bad_row(i, f"expected a list of {width} numbers, got {type(row).__name__}")
         if len(row) != width:
@@ -37,15 +41,52 @@ def _bad_row(index: int, message: str) -> Unprocessable:
     )
 
 
+def model_input(bundle: ModelBundle, inputs: list[Any]) -> torch.Tensor:
+    """Request items → the model's input batch, through the preprocessing stored with it."""
+    pre = bundle.preprocessor
+    if pre.kind == "text":
+        return pre.encode_texts(_texts(inputs))
+    if pre.kind == "image":
+        return pre.batch(_images(inputs, pre.input_shape))
+    return pre.tabular(rows_to_tensor(inputs, pre.input_shape[0]))
+
+
+def _texts(inputs: list[Any]) -> list[str]:
+    for i, item in enumerate(inputs):
+        if not isinstance(item, str):
+            raise _bad_row(i, f"a text model takes strings, got {type(item).__name__}")
+        if len(item) > MAX_TEXT_CHARS:
+            raise _bad_row(i, f"text longer than {MAX_TEXT_CHARS} characters")
+    return inputs
+
+
+def _images(inputs: list[Any], shape: list[int]) -> torch.Tensor:
+    """Each item: a base64 PNG/JPEG, or a flattened image of C*H*W values in 0..255."""
+    size = shape[0] * shape[1] * shape[2]
+    pixels = []
+    for i, item in enumerate(inputs):
+        if isinstance(item, str):
+            try:
+                pixels.append(torch.from_numpy(decode_base64_image(item, shape)))
+            except ImageDecodeError as exc:
+                raise _bad_row(i, str(exc)) from exc
+            continue
+        flat = rows_to_tensor([item], size, index=i)[0]
+        if flat.min() < 0 or flat.max() > 255:
+            raise _bad_row(i, "pixel values must lie in 0..255")
+        pixels.append(flat.round().to(torch.uint8).reshape(shape))
+    return torch.stack(pixels)  # (rows, C, H, W) uint8
+
+
 def predict(bundle: ModelBundle, x: torch.Tensor) -> Prediction:
-    """x: (rows, features) raw values, as the dataset had them."""
+    """x: the model's input batch (see model_input)."""
     with torch.inference_mode():
-        out = bundle.model(bundle.x_scaler(x))  # (rows, outputs)
+        out = bundle.model(x)  # (rows, outputs)
         if bundle.task == "regression":
             assert bundle.y_scaler is not None
             values = bundle.y_scaler.inverse(out).squeeze(1)
             return Prediction(values.tolist(), None)
-        probs = torch.softmax(out, dim=1)
+        probs = torch.softmax(out.float(), dim=1)
         labels = probs.argmax(dim=1).tolist()
     classes = bundle.classes or []
     return Prediction([classes[i] for i in labels], probs.tolist())

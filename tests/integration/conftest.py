@@ -4,14 +4,17 @@ processes. Settings come from the environment exactly as in production."""
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
+from fastapi.testclient import TestClient
 
 from app.core import db, queue
 from app.core.config import get_settings
 from app.core.migrate import upgrade
-from tests.support import REDIS_URL, pg_database
+from app.main import create_app
+from tests.support import BIN, REDIS_URL, Proc, base_env, pg_database, wait_until
 
 ADMIN_KEY = f"ts_{secrets.token_urlsafe(24)}"
 
@@ -66,3 +69,26 @@ def configured(service_env: dict[str, str]) -> Iterator[dict[str, str]]:
     os.environ.update(saved)
     db.get_engine().dispose()
     reset_caches()
+
+
+@pytest.fixture(scope="session")
+def worker(configured: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """One real `trainserve worker` process for the session, on the test database and queue."""
+    proc = start_worker(configured, tmp_path_factory.mktemp("worker") / "worker.log")
+    yield proc
+    proc.stop()
+
+
+def start_worker(env: dict[str, str], log: Path) -> Proc:
+    proc = Proc([str(BIN), "worker"], base_env() | env, log)
+    wait_until(lambda: "ready." in proc.output() or not proc.alive(), 90, "the worker to start")
+    assert proc.alive(), proc.output()
+    return proc
+
+
+@pytest.fixture(scope="module")
+def api(configured: dict[str, str]) -> Iterator[TestClient]:
+    """The app in-process, with the admin key."""
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        client.headers.update({"Authorization": f"Bearer {ADMIN_KEY}"})
+        yield client

@@ -9,18 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.main import create_app
-from app.ml.bundle import ModelBundle
-from app.ml.preprocessing import Standardizer
 from app.models import Job, JobStatus
 from app.services import registry
 from tests.integration.conftest import ADMIN_KEY
-from tests.support import BIN, base_env, identity_mlp, seed_spec
+from tests.support import BIN, base_env, identity_mlp, seed_spec, tabular_bundle
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -44,17 +41,7 @@ def _error(response: Any, status: int, code: str | None = None) -> dict[str, Any
 def fixed_model(name: str, data_dir: Path) -> int:
     """Register a 2-2-2 MLP with identity weights: logits equal relu(x)."""
     model = identity_mlp()
-    bundle = ModelBundle(
-        "mlp",
-        {"hidden": [2], "dropout": 0.0},
-        "classification",
-        [2],
-        2,
-        ["cat", "dog"],
-        Standardizer(torch.zeros(2), torch.ones(2)),
-        None,
-        model,
-    )
+    bundle = tabular_bundle(model, ["cat", "dog"], [0.0, 0.0], [1.0, 1.0])
     with session_scope() as session:
         job = Job(
             model_name=name,

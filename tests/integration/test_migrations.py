@@ -17,6 +17,8 @@ TABLES = {
     "models",
     "model_versions",
     "model_aliases",
+    "datasets",
+    "workers",
 }
 
 

@@ -2,10 +2,8 @@
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from app.core.config import get_settings
@@ -15,19 +13,10 @@ from app.models import Job, ModelVersion
 from app.schemas.job import JobSpec
 from app.services import jobs
 from app.services.auth import Principal
-from tests.support import BIN, Proc, base_env, seed_spec, wait_until
+from tests.integration.conftest import start_worker
+from tests.support import Proc, seed_spec, wait_until
 
 ADMIN = Principal(key_id="test", project="default", scopes=frozenset({"admin"}))
-
-
-@pytest.fixture(scope="module")
-def worker(configured: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    env = base_env() | configured
-    proc = Proc([str(BIN), "worker"], env, Path(tmp_path_factory.mktemp("worker")) / "worker.log")
-    wait_until(lambda: "ready." in proc.output() or not proc.alive(), 60, "the worker to start")
-    assert proc.alive(), proc.output()
-    yield proc
-    proc.stop()
 
 
 def submit(name: str, **training: object) -> str:
@@ -90,7 +79,7 @@ def test_a_job_cancelled_while_queued_never_starts(worker: Proc) -> None:
     assert job.status == "cancelled" and job.started_at is None and job.attempt == 0
 
 
-def test_worker_stops_on_sigterm(worker: Proc) -> None:
-    assert worker.alive()
-    os.killpg(worker.popen.pid, signal.SIGTERM)
-    assert worker.popen.wait(30) == 0
+def test_worker_stops_on_sigterm(configured: dict[str, str], tmp_path: Path) -> None:
+    own = start_worker(configured, tmp_path / "worker.log")
+    os.killpg(own.popen.pid, signal.SIGTERM)
+    assert own.popen.wait(30) == 0

@@ -9,21 +9,13 @@ import torch
 from app.core.errors import Unprocessable
 from app.ml.bundle import ModelBundle, load_bundle
 from app.ml.preprocessing import Standardizer
-from app.ml.zoo import ZOO, arch_options, build_model
-from app.schemas.job import Arch, ModelConfig
-from app.serving.predictor import predict, rows_to_tensor
-from tests.support import identity_mlp
-
-
-@pytest.mark.parametrize("arch", list(Arch))
-def test_every_zoo_entry_builds_and_runs_forward(arch: Arch) -> None:
-    assert arch in ZOO
-    model = build_model(arch, 64, 10, arch_options(ModelConfig(arch=arch).model_dump()))
-    assert model(torch.randn(5, 64)).shape == (5, 10)
+from app.ml.zoo import build_model
+from app.serving.predictor import model_input, predict, rows_to_tensor
+from tests.support import identity_mlp, tabular_bundle
 
 
 def test_mlp_is_the_seed_network() -> None:
-    model = build_model("mlp", 784, 10, {"hidden": [128], "dropout": 0.0})
+    model = build_model("mlp", [784], 10, {"hidden": [128], "dropout": 0.0})
     shapes = [tuple(p.shape) for p in model.parameters()]
     assert shapes == [(128, 784), (128,), (10, 128), (10,)]
     assert isinstance(model[1], torch.nn.ReLU)
@@ -38,19 +30,7 @@ def test_standardizer_handles_constant_features() -> None:
 
 
 def identity_bundle(tmp_path: Path) -> ModelBundle:
-    model = identity_mlp()
-    scaler = Standardizer(torch.tensor([1.0, 1.0]), torch.tensor([2.0, 2.0]))
-    bundle = ModelBundle(
-        "mlp",
-        {"hidden": [2], "dropout": 0.0},
-        "classification",
-        [2],
-        2,
-        ["no", "yes"],
-        scaler,
-        None,
-        model,
-    )
+    bundle = tabular_bundle(identity_mlp(), ["no", "yes"], [1.0, 1.0], [2.0, 2.0])
     bundle.save(tmp_path / "m.safetensors")
     return load_bundle(tmp_path / "m.safetensors")
 
@@ -58,7 +38,7 @@ def identity_bundle(tmp_path: Path) -> ModelBundle:
 def test_predict_applies_the_stored_preprocessing_exactly(tmp_path: Path) -> None:
     bundle = identity_bundle(tmp_path)
     # (x - 1) / 2 → [2, 0] then relu → logits [2, 0]
-    result = predict(bundle, rows_to_tensor([[5, 1], [1, 3]], 2))
+    result = predict(bundle, model_input(bundle, [[5, 1], [1, 3]]))
     assert result.predictions == ["no", "yes"]
     e2 = math.exp(2)
     assert result.probabilities is not None

@@ -2,13 +2,21 @@
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.errors import Unprocessable
 from app.ml.datasets import BUILTINS
-from app.schemas.job import JobSpec
+from app.schemas.dataset import DataKind
+from app.schemas.job import DatasetRef, JobSpec, Task
+from app.services.datasets import DatasetInfo, dataset_info
 from app.services.jobs import validate_spec
 from worker.data.builtin import load_builtin
+
+# A session bound to no database: validating a builtin spec must not need one (any query
+# would raise UnboundExecutionError). Specs naming an uploaded dataset are tested in
+# tests/integration/test_datasets.py.
+NO_DB = Session()
 
 
 def spec(**overrides: object) -> JobSpec:
@@ -31,10 +39,10 @@ def test_defaults_are_the_seed_documents() -> None:
 def test_limits_are_enforced_with_the_field_named() -> None:
     settings = Settings(max_epochs=50, max_hidden_units=256)
     with pytest.raises(Unprocessable, match=r"^training\.epochs: at most 50"):
-        validate_spec(spec(training={"epochs": 51}), settings)
+        validate_spec(NO_DB, spec(training={"epochs": 51}), settings)
     with pytest.raises(Unprocessable, match=r"^model\.hidden: at most 256 units"):
-        validate_spec(spec(model={"hidden": [512]}), settings)
-    validate_spec(spec(training={"epochs": 50}), settings)
+        validate_spec(NO_DB, spec(model={"hidden": [512]}), settings)
+    validate_spec(NO_DB, spec(training={"epochs": 50}), settings)
 
 
 @pytest.mark.parametrize(
@@ -58,4 +66,18 @@ def test_schema_refuses(bad: dict) -> None:  # type: ignore[type-arg]
 def test_catalog_matches_the_data(name: str) -> None:
     info, raw = BUILTINS[name], load_builtin(name)
     assert raw.x.shape[1] == info.n_features
-    assert (len(raw.classes) if raw.classes is not None else None) == info.n_classes
+    assert raw.classes == (list(info.classes) if info.classes is not None else None)
+
+
+def test_builtin_datasets_are_described_without_a_database() -> None:
+    info = dataset_info(NO_DB, DatasetRef(builtin="digits"))
+    assert info == DatasetInfo(DataKind.tabular, Task.classification, [64], list(range(10)))
+    assert dataset_info(NO_DB, DatasetRef(builtin="diabetes")).n_classes is None
+    with pytest.raises(Unprocessable, match=r"^dataset\.builtin: unknown builtin dataset"):
+        dataset_info(NO_DB, DatasetRef(builtin="mnist"))
+    with pytest.raises(Unprocessable, match=r"^model\.task: 'diabetes' has a continuous target"):
+        validate_spec(
+            NO_DB,
+            spec(dataset={"builtin": "diabetes"}, model={"task": "classification"}),
+            Settings(),
+        )

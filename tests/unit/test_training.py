@@ -12,8 +12,16 @@ from app.schemas.job import JobSpec, Task
 from worker.data.builtin import load_builtin
 from worker.data.prepare import prepare
 from worker.data.split import split_indices
-from worker.training.loop import Diverged, EpochResult, StopRequested, evaluate, fit
-from worker.training.runner import CheckpointDir
+from worker.training.checkpoints import CheckpointDir, TrainingState
+from worker.training.loop import (
+    Diverged,
+    EpochResult,
+    LoopOptions,
+    Splits,
+    StopRequested,
+    evaluate,
+    fit,
+)
 
 
 def blobs(n: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,34 +40,37 @@ def train(
     start: int = 0,
     on_epoch_end=lambda r: None,
     on_step=lambda rows: False,
-) -> None:  # type: ignore[no-untyped-def]
+    **options,
+) -> int:  # type: ignore[no-untyped-def]
     x, y = blobs()
-    fit(
+    opts = LoopOptions(
+        task=Task.classification, epochs=epochs, batch_size=16, classes=["a", "b"], **options
+    )
+    return fit(
         model,
         opt,
         nn.CrossEntropyLoss(),
-        x_train=x[:200],
-        y_train=y[:200],
-        x_val=x[200:],
-        y_val=y[200:],
-        task=Task.classification,
-        epochs=epochs,
-        batch_size=16,
-        generator=gen,
-        start_epoch=start,
+        Splits(x[:200], y[:200], x[200:], y[200:]),
+        opts,
+        gen,
         on_step=on_step,
         on_epoch_end=on_epoch_end,
+        start_epoch=start,
     )
 
 
 def fresh(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer, torch.Generator]:
     torch.manual_seed(seed)
-    model = build_model("mlp", 4, 2, {"hidden": [8], "dropout": 0.0})
+    model = build_model("mlp", [4], 2, {"hidden": [8], "dropout": 0.0})
     return (
         model,
         torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
         torch.Generator().manual_seed(seed),
     )
+
+
+def state(model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator) -> TrainingState:
+    return TrainingState(model, opt, gen, {})
 
 
 def test_fit_learns_and_reports_every_epoch() -> None:
@@ -89,12 +100,15 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) ->
     first, opt1, gen1 = fresh()
     ckpts = CheckpointDir(tmp_path, keep=2)
     train(
-        first, opt1, gen1, 2, on_epoch_end=lambda r: ckpts.save(r.epoch, r.step, first, opt1, gen1)
+        first,
+        opt1,
+        gen1,
+        2,
+        on_epoch_end=lambda r: ckpts.save(r.epoch, r.step, state(first, opt1, gen1)),
     )
-    resumed, opt2, gen2 = fresh(
-        seed=123
-    )  # different init: everything must come from the checkpoint
-    epoch, step = ckpts.restore(resumed, opt2, gen2)
+    # a different init: everything must come from the checkpoint
+    resumed, opt2, gen2 = fresh(seed=123)
+    epoch, step = ckpts.restore(state(resumed, opt2, gen2))
     assert (epoch, step) == (2, 26)
     train(resumed, opt2, gen2, 4, start=epoch)
     for key, value in model.state_dict().items():
@@ -104,14 +118,20 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) ->
 def test_checkpoint_dir_keeps_the_last_k_and_skips_a_corrupt_newest(tmp_path: Path) -> None:
     model, opt, gen = fresh()
     ckpts = CheckpointDir(tmp_path, keep=2)
-    train(model, opt, gen, 3, on_epoch_end=lambda r: ckpts.save(r.epoch, r.step, model, opt, gen))
+    train(
+        model,
+        opt,
+        gen,
+        3,
+        on_epoch_end=lambda r: ckpts.save(r.epoch, r.step, state(model, opt, gen)),
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "epoch-0002.safetensors",
         "epoch-0003.safetensors",
     ]
     (tmp_path / "epoch-0003.safetensors").write_bytes(b"torn write")
-    assert ckpts.restore(*fresh())[0] == 2
-    assert CheckpointDir(tmp_path / "empty", keep=2).restore(*fresh()) == (0, 0)
+    assert ckpts.restore(state(*fresh()))[0] == 2
+    assert CheckpointDir(tmp_path / "empty", keep=2).restore(state(*fresh())) == (0, 0)
 
 
 def test_a_step_hook_can_stop_training() -> None:
@@ -136,10 +156,16 @@ def test_regression_reports_r2() -> None:
     with torch.no_grad():
         model.weight.copy_(torch.tensor([[1.0, 2.0, -1.0]]))
         model.bias.zero_()
-    metrics = evaluate(model, nn.MSELoss(), x, y, Task.regression)
+    opts = LoopOptions(task=Task.regression, epochs=1, batch_size=8, target_std=2.0)
+    metrics, report = evaluate(model, nn.MSELoss(), x, y, opts)
     assert metrics["val_r2"] == pytest.approx(1.0) and metrics["val_loss"] == pytest.approx(
         0.0, abs=1e-10
     )
+    assert metrics["val_mse"] == pytest.approx(0.0, abs=1e-9) and report == {}
+    with torch.no_grad():
+        model.bias.fill_(0.5)  # off by 0.5 standardized units = 1.0 in target units
+    metrics, _ = evaluate(model, nn.MSELoss(), x, y, opts)
+    assert metrics["val_mae"] == pytest.approx(1.0) and metrics["val_mse"] == pytest.approx(1.0)
 
 
 def test_split_is_seeded_stratified_and_disjoint() -> None:
@@ -155,13 +181,12 @@ def test_split_is_seeded_stratified_and_disjoint() -> None:
 
 def test_prepare_standardizes_with_train_statistics_only() -> None:
     spec = JobSpec.model_validate({"model_name": "m", "dataset": {"builtin": "wine"}})
-    data = prepare(spec)
-    assert data.task == Task.classification and data.output_dim == 3 and data.input_dim == 13
+    data = prepare(spec, load_builtin("wine"))
+    assert data.task == Task.classification and data.output_dim == 3 and data.input_shape == [13]
     assert torch.allclose(data.x_train.mean(0), torch.zeros(13), atol=1e-5)
     assert data.dataset["train_rows"] + data.dataset["validation_rows"] == 178
-    regression = prepare(
-        JobSpec.model_validate({"model_name": "m", "dataset": {"builtin": "diabetes"}})
-    )
+    diabetes = JobSpec.model_validate({"model_name": "m", "dataset": {"builtin": "diabetes"}})
+    regression = prepare(diabetes, load_builtin("diabetes"))
     assert (
         regression.task == Task.regression
         and regression.classes is None

@@ -1,77 +1,122 @@
-"""From a job spec to tensors ready to train: load, split, standardize on the train split."""
+"""From a job spec to tensors ready to train: load, split, and fit the preprocessing on the
+training rows only (standardization, image channel statistics, a text vocabulary). The
+fitted preprocessing is stored with the model, and predict applies it unchanged."""
 
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
-from app.ml.preprocessing import Standardizer
-from app.schemas.job import JobSpec, Task
+from app.ml.preprocessing import Preprocessor, Standardizer
+from app.schemas.dataset import DataKind
+from app.schemas.job import Arch, JobSpec, Task
 from worker.data.builtin import load_builtin
-from worker.data.split import split_indices
+from worker.data.raw import RawData
+from worker.data.split import three_way_split
 
 
 @dataclass
 class TrainingData:
+    kind: DataKind
     task: Task
-    x_train: torch.Tensor  # (n, features), standardized
+    x_train: torch.Tensor  # tabular: standardized float; image: uint8 (n, C, H, W); text: ids
     y_train: torch.Tensor  # (n,) long class index, or (n, 1) standardized float target
     x_val: torch.Tensor
     y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
     classes: list[Any] | None
-    x_scaler: Standardizer
+    preprocessor: Preprocessor
     y_scaler: Standardizer | None
+    input_shape: list[int]
     dataset: dict[str, Any]  # lineage: what was trained on
-
-    @property
-    def input_dim(self) -> int:
-        return int(self.x_train.shape[1])
 
     @property
     def output_dim(self) -> int:
         return len(self.classes) if self.classes is not None else 1
 
     def to(self, device: torch.device) -> "TrainingData":
-        for name in ("x_train", "y_train", "x_val", "y_val"):
+        for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
             setattr(self, name, getattr(self, name).to(device))
+        self.preprocessor = self.preprocessor.to(device)
         return self
 
 
-def prepare(spec: JobSpec) -> TrainingData:
-    name = spec.dataset.builtin or ""
-    raw = load_builtin(name)
+def load_raw(spec: JobSpec, load_stored: Any = None) -> RawData:
+    if spec.dataset.builtin is not None:
+        return load_builtin(spec.dataset.builtin)
+    assert load_stored is not None and spec.dataset.id is not None
+    raw: RawData = load_stored(spec.dataset.id)
+    return raw
+
+
+def prepare(spec: JobSpec, raw: RawData) -> TrainingData:
     task = spec.model.task or (Task.classification if raw.classes is not None else Task.regression)
-    train_idx, val_idx = split_indices(
+    training = spec.training
+    train, val, test = three_way_split(
         raw.y,
-        spec.training.validation_split,
-        spec.training.seed,
+        training.validation_split,
+        training.test_split,
+        training.seed,
         stratify=task == Task.classification,
     )
-    x = torch.from_numpy(raw.x)
-    x_scaler = Standardizer.fit(x[train_idx])
-    y, y_scaler = _targets(raw.y, train_idx, task)
+    preprocessor, x = _fit_inputs(spec, raw, train)
+    y, y_scaler = _targets(raw.y, train, task)
     return TrainingData(
+        kind=raw.kind,
         task=task,
-        x_train=x_scaler(x[train_idx]),
-        y_train=y[train_idx],
-        x_val=x_scaler(x[val_idx]),
-        y_val=y[val_idx],
+        x_train=x[train],
+        y_train=y[train],
+        x_val=x[val],
+        y_val=y[val],
+        x_test=x[test],
+        y_test=y[test],
         classes=raw.classes if task == Task.classification else None,
-        x_scaler=x_scaler,
+        preprocessor=preprocessor,
         y_scaler=y_scaler,
-        dataset={
-            "builtin": name,
-            "rows": len(raw.y),
-            "train_rows": len(train_idx),
-            "validation_rows": len(val_idx),
-            "features": int(x.shape[1]),
-        },
+        input_shape=preprocessor.model_input_shape,
+        dataset=_lineage(spec, raw, len(train), len(val), len(test)),
     )
 
 
-def _targets(y: Any, train_idx: Any, task: Task) -> tuple[torch.Tensor, Standardizer | None]:
+def _fit_inputs(
+    spec: JobSpec, raw: RawData, train: np.ndarray
+) -> tuple[Preprocessor, torch.Tensor]:
+    """Fit the preprocessing on the training rows; return it and every row in stored form."""
+    if raw.kind == DataKind.text:
+        assert raw.texts is not None
+        preprocessor = Preprocessor.fit_text(
+            [raw.texts[i] for i in train], spec.model.vocab_size, spec.model.max_len
+        )
+        return preprocessor, preprocessor.encode_texts(raw.texts)
+    assert raw.x is not None
+    x = torch.from_numpy(raw.x)
+    if raw.kind == DataKind.image:
+        # images stay uint8 until a batch is used: 4x less memory on the device
+        flatten = spec.model.arch == Arch.mlp  # the seed's MLP on MNIST: pixels as features
+        return Preprocessor.fit_image(x[train], flatten), x
+    x = x.float()
+    preprocessor = Preprocessor.fit_tabular(x[train], raw.feature_names)
+    return preprocessor, preprocessor.tabular(x)
+
+
+def _targets(
+    y: np.ndarray, train: np.ndarray, task: Task
+) -> tuple[torch.Tensor, Standardizer | None]:
     if task == Task.classification:
         return torch.from_numpy(y).long(), None
     target = torch.from_numpy(y).float().unsqueeze(1)  # (rows, 1)
-    scaler = Standardizer.fit(target[train_idx])
+    scaler = Standardizer.fit(target[train])
     return scaler(target), scaler
+
+
+def _lineage(spec: JobSpec, raw: RawData, n_train: int, n_val: int, n_test: int) -> dict[str, Any]:
+    source = {"builtin": spec.dataset.builtin} if spec.dataset.builtin else {"id": spec.dataset.id}
+    return source | {
+        "kind": raw.kind.value,
+        "rows": raw.rows,
+        "train_rows": n_train,
+        "validation_rows": n_val,
+        "test_rows": n_test,
+    }

@@ -1,24 +1,33 @@
 """The training loop, top to bottom: train_one_epoch, evaluate, fit.
 
-Data stays resident as tensors on the training device: each epoch permutes it once and
-takes contiguous slices, so a step costs no DataLoader, collate or host copy. The loss
-is summed on the device and read back once per epoch (`.item()` forces a GPU sync).
+Data stays resident as tensors on the training device: each epoch draws one order (a
+permutation, or a weighted draw when resampling), gathers the rows once, and trains on
+contiguous slices, so a step costs no DataLoader, collate or host copy. Inputs are kept as
+compact as they came (images as uint8, text as token ids) and `transform` turns each batch
+into model input. The loss is summed on the device and read once per epoch (`.item()`
+forces a GPU sync).
 """
 
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from app.schemas.job import Task
+from worker.training.metrics import classification_metrics, regression_metrics
+from worker.training.regularize import EarlyStopping
+from worker.training.schedule import LrSchedule
 
 # Called after every step with the rows it trained; returning True asks the loop to stop.
 StepHook = Callable[[int], bool]
 EpochHook = Callable[["EpochResult"], None]
-EVAL_BATCH = 8192
+# (batch, training?) → model input; augments only when training.
+Transform = Callable[[torch.Tensor, bool], torch.Tensor]
+EVAL_BATCH = 4096
 
 
 class StopRequested(Exception):
@@ -29,12 +38,51 @@ class Diverged(Exception):
     """The training loss became NaN or infinite."""
 
 
+def _identity(x: torch.Tensor, _train: bool) -> torch.Tensor:
+    return x
+
+
+@dataclass
+class Splits:
+    x_train: torch.Tensor  # (n, ...) float features, uint8 images or int64 token ids
+    y_train: torch.Tensor  # (n,) int64 class index, or (n, 1) standardized float target
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+
+@dataclass
+class LoopOptions:
+    task: Task
+    epochs: int
+    batch_size: int
+    classes: list[Any] | None = None
+    transform: Transform = _identity
+    grad_clip: float | None = None
+    autocast_dtype: torch.dtype | None = None  # bf16 / fp16 mixed precision
+    scaler: Any = None  # torch.amp.GradScaler for fp16 on CUDA
+    sample_weights: torch.Tensor | None = None  # per-row draw weights (balanced resampling)
+    schedule: LrSchedule | None = None
+    early_stopping: EarlyStopping | None = None
+    target_std: float = 1.0  # regression: turns standardized errors back into target units
+
+
 @dataclass(frozen=True)
 class EpochResult:
     epoch: int  # 1-based
     step: int  # optimizer steps so far, over all epochs
     metrics: dict[str, float]
     samples_per_s: float
+    report: dict[str, Any] = field(default_factory=dict)  # confusion matrix and per-class scores
+    is_best: bool = True  # without early stopping every epoch is "the best so far"
+    lr: float | None = None
+
+
+def _epoch_order(n: int, opts: LoopOptions, generator: torch.Generator) -> torch.Tensor:
+    if opts.sample_weights is not None:
+        return torch.multinomial(
+            opts.sample_weights.cpu(), n, replacement=True, generator=generator
+        )
+    return torch.randperm(n, generator=generator)
 
 
 def train_one_epoch(
@@ -43,79 +91,135 @@ def train_one_epoch(
     loss_fn: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    batch_size: int,
+    opts: LoopOptions,
     generator: torch.Generator,
     on_step: StepHook,
 ) -> tuple[float, int]:
     """One pass over (x, y) in a seeded random order. Returns (mean loss, steps taken)."""
     model.train()
-    order = torch.randperm(x.shape[0], generator=generator).to(x.device)
+    order = _epoch_order(x.shape[0], opts, generator).to(x.device)
     x, y = x[order], y[order]  # one gather per epoch; batches below are views
     total = torch.zeros((), device=x.device)
     steps = 0
-    for start in range(0, x.shape[0], batch_size):
-        xb, yb = (
-            x[start : start + batch_size],
-            y[start : start + batch_size],
-        )  # (B, F), (B,) or (B, 1)
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach() * xb.shape[0]
+    for start in range(0, x.shape[0], opts.batch_size):
+        xb = opts.transform(x[start : start + opts.batch_size], True)
+        yb = y[start : start + opts.batch_size]
+        total += train_step(model, optimizer, loss_fn, xb, yb, opts) * xb.shape[0]
         steps += 1
+        if opts.schedule is not None:
+            opts.schedule.after_step()
         if on_step(xb.shape[0]):
             raise StopRequested
     return (total / x.shape[0]).item(), steps
 
 
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    opts: LoopOptions,
+) -> torch.Tensor:
+    """One optimizer step; returns the batch's mean loss, still on the device."""
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(
+        xb.device.type,
+        dtype=opts.autocast_dtype or torch.bfloat16,
+        enabled=opts.autocast_dtype is not None,
+    ):
+        loss = loss_fn(model(xb).float(), yb)
+    if opts.scaler is not None:
+        opts.scaler.scale(loss).backward()
+        opts.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+    else:
+        loss.backward()
+    if opts.grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
+    if opts.scaler is not None:
+        opts.scaler.step(optimizer)
+        opts.scaler.update()
+    else:
+        optimizer.step()
+    return loss.detach()
+
+
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task
-) -> dict[str, float]:
-    """Loss and task metrics on held-out rows; an empty split yields no metrics."""
+    model: nn.Module,
+    loss_fn: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    opts: LoopOptions,
+    prefix: str = "val",
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Loss and task metrics on held-out rows → (scalars, report). No rows: no metrics."""
     if x.shape[0] == 0:
-        return {}
+        return {}, {}
     model.eval()
-    out = torch.cat([model(x[i : i + EVAL_BATCH]) for i in range(0, x.shape[0], EVAL_BATCH)])
-    metrics = {"val_loss": loss_fn(out, y).item()}
-    if task == Task.classification:
-        metrics["val_accuracy"] = (out.argmax(dim=1) == y).float().mean().item()
-    else:
-        # R² does not depend on the target's scale, so standardized targets give the true value.
-        variance = ((y - y.mean()) ** 2).mean()
-        metrics["val_r2"] = (1 - ((out - y) ** 2).mean() / variance.clamp_min(1e-12)).item()
-    return metrics
+    with torch.autocast(
+        x.device.type,
+        dtype=opts.autocast_dtype or torch.bfloat16,
+        enabled=opts.autocast_dtype is not None,
+    ):
+        out = torch.cat(
+            [
+                model(opts.transform(x[i : i + EVAL_BATCH], False)).float()
+                for i in range(0, x.shape[0], EVAL_BATCH)
+            ]
+        )
+    scalars = {f"{prefix}_loss": loss_fn(out, y).item()}
+    if opts.task == Task.classification:
+        assert opts.classes is not None
+        task_scalars, report = classification_metrics(out, y, opts.classes, prefix)
+        return scalars | task_scalars, report
+    return scalars | regression_metrics(out, y, opts.target_std, prefix), {}
 
 
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     loss_fn: nn.Module,
-    *,
-    x_train: torch.Tensor,
-    y_train: torch.Tensor,
-    x_val: torch.Tensor,
-    y_val: torch.Tensor,
-    task: Task,
-    epochs: int,
-    batch_size: int,
+    data: Splits,
+    opts: LoopOptions,
     generator: torch.Generator,
-    start_epoch: int = 0,
-    start_step: int = 0,
+    *,
     on_step: StepHook,
     on_epoch_end: EpochHook,
-) -> None:
-    """Train epochs start_epoch+1 .. epochs, reporting each through on_epoch_end."""
-    step = start_step
-    for epoch in range(start_epoch + 1, epochs + 1):
+    start_epoch: int = 0,
+    start_step: int = 0,
+) -> int:
+    """Train epochs start_epoch+1 .. opts.epochs, reporting each through on_epoch_end.
+    Returns the last epoch trained (earlier than opts.epochs when early stopping ended it)."""
+    step, epoch = start_step, start_epoch
+    for epoch in range(start_epoch + 1, opts.epochs + 1):
+        if opts.schedule is not None:
+            opts.schedule.start_epoch(epoch)
+        lr = opts.schedule.lr if opts.schedule is not None else None
         began = time.perf_counter()
         train_loss, steps = train_one_epoch(
-            model, optimizer, loss_fn, x_train, y_train, batch_size, generator, on_step
+            model, optimizer, loss_fn, data.x_train, data.y_train, opts, generator, on_step
         )
         step += steps
         if not math.isfinite(train_loss):
             raise Diverged(f"training loss became {train_loss} in epoch {epoch} (step {step})")
         elapsed = time.perf_counter() - began
-        metrics = {"train_loss": train_loss, **evaluate(model, loss_fn, x_val, y_val, task)}
-        on_epoch_end(EpochResult(epoch, step, metrics, x_train.shape[0] / max(elapsed, 1e-9)))
+        val, report = evaluate(model, loss_fn, data.x_val, data.y_val, opts)
+        metrics = {"train_loss": train_loss, **val}
+        is_best = opts.early_stopping.update(epoch, metrics) if opts.early_stopping else True
+        if opts.schedule is not None:
+            opts.schedule.end_epoch(epoch, metrics.get("val_loss"))
+        on_epoch_end(
+            EpochResult(
+                epoch,
+                step,
+                metrics,
+                data.x_train.shape[0] / max(elapsed, 1e-9),
+                report,
+                is_best,
+                lr,
+            )
+        )
+        if opts.early_stopping is not None and opts.early_stopping.should_stop:
+            break
+    return epoch

@@ -8,27 +8,34 @@ is fenced by the attempt number, so a stale attempt stops without touching anyth
 import logging
 import os
 import socket
-import time
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from sqlalchemy.orm import Session
 from torch import nn
 
 from app.core.config import Settings
 from app.core.db import session_scope
-from app.ml import checkpoint
 from app.ml.bundle import ModelBundle
-from app.ml.zoo import arch_options, build_model
 from app.models import Job, JobStatus
-from app.schemas.job import JobSpec, Task
+from app.schemas.job import JobSpec
 from app.services import job_state, registry
 from app.services.job_state import Claim, LeaseLost
-from worker.data.prepare import TrainingData, prepare
-from worker.training.loop import Diverged, EpochResult, StopRequested, fit
+from worker.data.prepare import TrainingData, load_raw
+from worker.data.stored import load_stored
+from worker.training import setup
+from worker.training.checkpoints import CheckpointDir, TrainingState
+from worker.training.loop import Diverged, StopRequested, evaluate, fit
+from worker.training.reporter import Reporter
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    status: JobStatus
+    message: str
+    version: int | None = None
 
 
 def worker_id() -> str:
@@ -42,7 +49,7 @@ def run_job(job_id: str, settings: Settings) -> None:
         log.info("job %s is not queued; nothing to do (duplicate or stale message)", job_id)
         return
     try:
-        status, message, version = train(claim, settings)
+        outcome = train(claim, settings)
     except LeaseLost:
         log.warning(
             "job %s attempt %d lost its lease; stopping without writing", job_id, claim.attempt
@@ -50,84 +57,104 @@ def run_job(job_id: str, settings: Settings) -> None:
         return
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        status, message, version = JobStatus.failed, f"{type(exc).__name__}: {exc}", None
-    _finish(claim, status, message, version)
+        outcome = Outcome(JobStatus.failed, f"{type(exc).__name__}: {exc}")
+    _finish(claim, outcome)
 
 
-def _finish(claim: Claim, status: JobStatus, message: str, version: int | None) -> None:
+def _finish(claim: Claim, outcome: Outcome) -> None:
     try:
         with session_scope() as session:
-            job_state.finish(session, claim.job_id, claim.attempt, status, message, version)
+            job_state.finish(
+                session,
+                claim.job_id,
+                claim.attempt,
+                outcome.status,
+                outcome.message,
+                outcome.version,
+            )
     except LeaseLost:
         log.warning(
             "job %s attempt %d no longer owns the job; not marking it %s",
             claim.job_id,
             claim.attempt,
-            status,
+            outcome.status,
         )
 
 
-def train(claim: Claim, settings: Settings) -> tuple[JobStatus, str, int | None]:
+def train(claim: Claim, settings: Settings) -> Outcome:
     spec = JobSpec.model_validate(claim.spec)
-    device = _device(spec.training.device)
-    data = prepare(spec).to(device)
-    torch.manual_seed(spec.training.seed)
-    model = build_model(
-        spec.model.arch, data.input_dim, data.output_dim, arch_options(spec.model.model_dump())
-    )
-    model.to(device)
-    optimizer = _optimizer(model, spec)
-    loss_fn: nn.Module = nn.CrossEntropyLoss() if data.task == Task.classification else nn.MSELoss()
-    generator = torch.Generator().manual_seed(spec.training.seed)
+    device = setup.resolve_device(spec.training.device)
+    raw = load_raw(spec, lambda dataset_id: load_stored(settings, dataset_id))
+    run = setup.assemble(spec, raw, device)
+    state = TrainingState(run.model, run.optimizer, run.generator, setup.stateful_parts(run.opts))
     ckpts = CheckpointDir(settings.artifacts_dir / "jobs" / claim.job_id, settings.checkpoints_kept)
-    start_epoch, start_step = ckpts.restore(model, optimizer, generator)
-    reporter = Reporter(claim, settings, spec.training.epochs, ckpts, model, optimizer, generator)
+    start_epoch, start_step = ckpts.restore(state)
+    keep_best = run.opts.early_stopping is not None
+    reporter = Reporter(claim, settings, spec.training.epochs, ckpts, state, keep_best)
     if start_epoch:
         reporter.event("resumed", f"resumed from the checkpoint of epoch {start_epoch}")
+    model = _maybe_compile(run.model, spec, device, reporter)
     try:
-        fit(
+        last = fit(
             model,
-            optimizer,
-            loss_fn,
-            x_train=data.x_train,
-            y_train=data.y_train,
-            x_val=data.x_val,
-            y_val=data.y_val,
-            task=data.task,
-            epochs=spec.training.epochs,
-            batch_size=spec.training.batch_size,
-            generator=generator,
-            start_epoch=start_epoch,
-            start_step=start_step,
+            run.optimizer,
+            run.loss_fn,
+            run.splits,
+            run.opts,
+            run.generator,
             on_step=reporter.on_step,
             on_epoch_end=reporter.on_epoch_end,
+            start_epoch=start_epoch,
+            start_step=start_step,
         )
     except StopRequested:
-        return JobStatus.cancelled, f"cancelled while running, after epoch {reporter.epoch}", None
-    except Diverged as exc:
-        return JobStatus.failed, f"diverged: {exc}", None
-    version = _register(claim, spec, data, model.to("cpu"), ckpts.root, reporter.metrics)
-    return JobStatus.succeeded, f"registered {spec.model_name} version {version}", version
-
-
-def _device(requested: str) -> torch.device:
-    if requested == "auto" and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def _optimizer(model: nn.Module, spec: JobSpec) -> torch.optim.Optimizer:
-    opt = spec.training.optimizer
-    if opt.name == "sgd":
-        return torch.optim.SGD(
-            model.parameters(),
-            lr=opt.lr,
-            momentum=opt.momentum,
-            nesterov=opt.nesterov and opt.momentum > 0,
-            weight_decay=opt.weight_decay,
+        return Outcome(
+            JobStatus.cancelled, f"cancelled while running, after epoch {reporter.epoch}"
         )
-    cls = torch.optim.Adam if opt.name == "adam" else torch.optim.AdamW
-    return cls(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+    except Diverged as exc:
+        return Outcome(JobStatus.failed, f"diverged: {exc}")
+    return _conclude(claim, spec, run, ckpts, reporter, last)
+
+
+def _maybe_compile(
+    model: nn.Module, spec: JobSpec, device: torch.device, reporter: Reporter
+) -> nn.Module:
+    if not spec.training.compile:
+        return model
+    if device.type != "cuda":
+        reporter.event("compile_skipped", "compile applies on CUDA only; training eagerly on CPU")
+        return model
+    # The compiled wrapper shares parameters with `model`, which is what gets saved.
+    return torch.compile(model)  # type: ignore[return-value]
+
+
+def _conclude(
+    claim: Claim,
+    spec: JobSpec,
+    run: setup.Assembly,
+    ckpts: CheckpointDir,
+    reporter: Reporter,
+    last: int,
+) -> Outcome:
+    """Pick the epoch to register (the best one under early stopping), test it, register it."""
+    data, opts = run.data, run.opts
+    best = ckpts.load_best(run.model) if opts.early_stopping is not None else last
+    test_metrics, test_report = evaluate(
+        run.model, run.loss_fn, data.x_test, data.y_test, opts, "test"
+    )
+    metrics = {**reporter.history.get(best, {}), **test_metrics}
+    report: dict[str, Any] = {
+        "best_epoch": best,
+        "last_epoch": last,
+        "validation": reporter.reports.get(best, {}),
+        "test": test_report,
+    }
+    version = _register(claim, spec, data, run.model.to("cpu"), ckpts, metrics, report)
+    stopped = f"; early stopping after epoch {last}" if last < spec.training.epochs else ""
+    chosen = f" (best epoch {best} of {last}{stopped})" if opts.early_stopping is not None else ""
+    return Outcome(
+        JobStatus.succeeded, f"registered {spec.model_name} version {version}{chosen}", version
+    )
 
 
 def _register(
@@ -135,27 +162,28 @@ def _register(
     spec: JobSpec,
     data: TrainingData,
     model: nn.Module,
-    root: Path,
+    ckpts: CheckpointDir,
     metrics: dict[str, float],
+    report: dict[str, Any],
 ) -> int:
     bundle = ModelBundle(
         arch=spec.model.arch,
-        options=arch_options(spec.model.model_dump()),
+        options=setup.model_options(spec, data),
         task=data.task,
-        input_shape=[data.input_dim],
         output_dim=data.output_dim,
         classes=data.classes,
-        x_scaler=data.x_scaler,
+        preprocessor=data.preprocessor.to("cpu"),
         y_scaler=data.y_scaler,
         model=model,
     )
-    path = root / "model.safetensors"
+    path = ckpts.root / "model.safetensors"
     sha256 = bundle.save(path)
     with session_scope() as session:
         # Lock the job row: only the attempt that still owns it registers, and only once.
         job = session.get(Job, claim.job_id, with_for_update=True)
         if job is None or job.status != JobStatus.running or job.attempt != claim.attempt:
             raise LeaseLost(claim.job_id)
+        job.metrics, job.report = metrics, report
         row = registry.register_version(
             session,
             model_name=spec.model_name,
@@ -164,126 +192,10 @@ def _register(
             task=data.task,
             spec=claim.spec,
             dataset=data.dataset,
-            metrics=metrics,
+            metrics={**metrics, "report": report},
             classes=data.classes,
-            input_shape=[data.input_dim],
-            checkpoint_path=str(path.relative_to(root.parents[1])),
+            input_shape=data.preprocessor.input_shape,
+            checkpoint_path=str(path.relative_to(ckpts.root.parents[1])),
             checkpoint_sha256=sha256,
         )
         return row.version
-
-
-class CheckpointDir:
-    """A job's training checkpoints: epoch-NNNN.safetensors, the last k kept."""
-
-    def __init__(self, root: Path, keep: int) -> None:
-        self.root = root
-        self.keep = keep
-
-    def save(
-        self,
-        epoch: int,
-        step: int,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        generator: torch.Generator,
-    ) -> None:
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        optim_tensors, optim_skeleton = checkpoint.flatten_state(optimizer.state_dict(), "optim")
-        tensors.update(optim_tensors)
-        tensors["rng.generator"] = generator.get_state()
-        checkpoint.save(
-            self.root / f"epoch-{epoch:04d}.safetensors",
-            tensors,
-            {"kind": "training", "epoch": epoch, "step": step, "optimizer": optim_skeleton},
-        )
-        for old in self._files()[: -self.keep]:
-            old.unlink(missing_ok=True)
-
-    def restore(
-        self, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
-    ) -> tuple[int, int]:
-        """Load the newest readable checkpoint; (0, 0) when there is none."""
-        for path in reversed(self._files()):
-            try:
-                ckpt = checkpoint.load(path)
-            except checkpoint.CheckpointError as exc:
-                log.warning("skipping unreadable checkpoint %s: %s", path.name, exc)
-                continue
-            weights = {
-                k[len("model.") :]: v for k, v in ckpt.tensors.items() if k.startswith("model.")
-            }
-            model.load_state_dict(weights)
-            optimizer.load_state_dict(
-                checkpoint.unflatten_state(ckpt.meta["optimizer"], ckpt.tensors)
-            )
-            generator.set_state(ckpt.tensors["rng.generator"])
-            return int(ckpt.meta["epoch"]), int(ckpt.meta["step"])
-        return 0, 0
-
-    def _files(self) -> list[Path]:
-        return sorted(self.root.glob("epoch-*.safetensors"))
-
-
-class Reporter:
-    """Turns loop callbacks into job-row writes: lease renewals, progress, checkpoints, metrics."""
-
-    def __init__(
-        self,
-        claim: Claim,
-        settings: Settings,
-        epochs: int,
-        ckpts: CheckpointDir,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        generator: torch.Generator,
-    ) -> None:
-        self.claim, self.settings, self.ckpts = claim, settings, ckpts
-        self.model, self.optimizer, self.generator = model, optimizer, generator
-        self.epoch, self.step, self.epochs = 0, 0, epochs
-        self.samples_per_s: float | None = None
-        self.metrics: dict[str, float] = {}
-        self._next_beat = 0.0
-        self._cancel_requested = False
-
-    def progress(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch,
-            "epochs": self.epochs,
-            "step": self.step,
-            "samples_per_s": self.samples_per_s,
-        }
-
-    def on_step(self, rows: int) -> bool:
-        """Renew the lease about once per heartbeat_s; True once a cancel was requested."""
-        self.step += 1
-        if not self._cancel_requested and time.monotonic() >= self._next_beat:
-            with session_scope() as session:
-                self._beat(session)
-        return self._cancel_requested
-
-    def on_epoch_end(self, result: EpochResult) -> None:
-        self.epoch, self.step = result.epoch, result.step
-        self.samples_per_s = round(result.samples_per_s, 1)
-        self.metrics = {**self.metrics, **result.metrics}
-        self.ckpts.save(result.epoch, result.step, self.model, self.optimizer, self.generator)
-        with session_scope() as session:
-            job_state.record_epoch(
-                session,
-                self.claim.job_id,
-                self.claim.attempt,
-                result.epoch,
-                result.step,
-                result.metrics,
-            )
-            self._beat(session)
-
-    def _beat(self, session: Session) -> None:
-        self._cancel_requested = job_state.heartbeat(
-            session, self.claim.job_id, self.claim.attempt, self.settings.lease_s, self.progress()
-        )
-        self._next_beat = time.monotonic() + self.settings.heartbeat_s
-
-    def event(self, kind: str, message: str) -> None:
-        with session_scope() as session:
-            job_state.add_event(session, self.claim.job_id, self.claim.attempt, kind, message)

@@ -32,7 +32,7 @@ def submit_job(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     if dry_run:
-        jobs.validate_spec(spec, settings)
+        jobs.validate_spec(session, spec, settings)
         result = DryRunResult(valid=True, spec=spec.model_dump(mode="json"))
         return JSONResponse(result.model_dump(mode="json"), status_code=200)
     job, _created = jobs.submit_job(session, spec, principal, settings, idempotency_key)

@@ -1,0 +1,58 @@
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+
+from app.api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep
+from app.schemas.dataset import DatasetFormat, DatasetPage, DatasetPublic
+from app.schemas.job import Task
+from app.services import datasets
+from app.services.dataset_parsers import UploadOptions
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+@router.post("", status_code=201, response_model=DatasetPublic)
+def upload_dataset(
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: JobsWrite,
+    file: Annotated[UploadFile, File()],
+    name: Annotated[str, Form(min_length=1, max_length=100)],
+    dataset_format: Annotated[DatasetFormat, Form(alias="format")],
+    target: Annotated[str | None, Form(max_length=200)] = None,
+    task: Annotated[Task | None, Form()] = None,
+    image_size: Annotated[int, Form()] = 32,
+    channels: Annotated[int | None, Form()] = None,
+    impute: Annotated[Literal["mean"] | None, Form()] = None,
+) -> DatasetPublic:
+    options = UploadOptions(target, task, image_size, channels, impute)
+    row = datasets.create_dataset(
+        session, settings, principal, name, dataset_format, file.file, options
+    )
+    return DatasetPublic.model_validate(row)
+
+
+@router.get("", response_model=DatasetPage)
+def list_datasets(
+    session: SessionDep,
+    _: JobsRead,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> DatasetPage:
+    items, next_cursor = datasets.list_datasets(session, limit, cursor)
+    return DatasetPage(
+        items=[DatasetPublic.model_validate(d) for d in items], next_cursor=next_cursor
+    )
+
+
+@router.get("/{dataset_id}", response_model=DatasetPublic)
+def get_dataset(dataset_id: str, session: SessionDep, _: JobsRead) -> DatasetPublic:
+    return DatasetPublic.model_validate(datasets.get_dataset(session, dataset_id))
+
+
+@router.delete("/{dataset_id}", status_code=204, response_class=Response)
+def delete_dataset(
+    dataset_id: str, session: SessionDep, settings: SettingsDep, _: JobsWrite
+) -> Response:
+    datasets.delete_dataset(session, settings, dataset_id)
+    return Response(status_code=204)

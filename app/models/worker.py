@@ -1,0 +1,21 @@
+from datetime import datetime
+
+from sqlalchemy import Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, utcnow
+
+
+class WorkerNode(Base):
+    """A running worker and what it can train on; refreshed by its heartbeat.
+
+    The API reads it to refuse, at submission, a job that asks for a device no worker has.
+    """
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # hostname:pid
+    hostname: Mapped[str] = mapped_column(String(200))
+    cuda_devices: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,376 @@
+"""Uploaded files → the arrays and schema a dataset stores: csv and text-csv, and the helpers
+every format shares (dataset_npz and dataset_images hold the other two).
+
+Pure functions over a seekable binary file (no database, no paths). A bad file is refused with
+an AppError that says what is wrong (422) or which limit it passes (413).
+"""
+
+import codecs
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Literal
+
+import numpy as np
+import pandas as pd
+from pandas.api.types import is_numeric_dtype
+
+from app.core.config import Settings
+from app.core.errors import PayloadTooLarge, Unprocessable
+from app.schemas.dataset import DataKind
+from app.schemas.job import Task
+
+SNIFF_BYTES = 64 * 1024
+# A float target with more distinct values than this (and not all integers) is a regression one.
+MAX_INFERRED_CLASSES = 20
+
+
+@dataclass(frozen=True)
+class UploadOptions:
+    """The form fields that say how to read a file (each format reads the ones it needs)."""
+
+    target: str | None = None  # csv: the label column
+    task: Task | None = None  # None: follows from the labels
+    image_size: int = 32  # images-zip: every image is resized to this square
+    channels: int | None = None  # images-zip: 1 or 3; None means 1 if all are grayscale
+    impute: Literal["mean"] | None = None  # tabular: fill NaN/Inf with the column mean
+
+
+@dataclass(frozen=True)
+class Parsed:
+    kind: DataKind
+    task: Task
+    arrays: dict[str, np.ndarray]  # what data.npz holds: x or texts, and y
+    schema: dict[str, Any]
+
+
+def invalid(message: str, details: Any = None) -> Unprocessable:
+    return Unprocessable(message, details=details, code="invalid_dataset")
+
+
+def over_limit(message: str, setting: str, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"{message} (the limit is {limit}: TRAINSERVE_{setting.upper()})",
+        details={"setting": setting, "limit": limit},
+    )
+
+
+def check_rows(rows: int, settings: Settings) -> None:
+    if rows > settings.max_dataset_rows:
+        limit = settings.max_dataset_rows
+        raise over_limit(f"the dataset has more than {limit} rows", "max_dataset_rows", limit)
+    if rows == 0:
+        raise invalid("the dataset has no rows")
+
+
+def check_columns(columns: int, settings: Settings) -> None:
+    limit = settings.max_dataset_columns
+    if columns > limit:
+        raise over_limit(f"the dataset has {columns} feature columns", "max_dataset_columns", limit)
+
+
+def check_decoded_bytes(nbytes: int, what: str, settings: Settings) -> None:
+    # Checked before allocating: a small upload can decode into something huge.
+    limit = settings.max_dataset_bytes
+    if nbytes > limit:
+        raise over_limit(f"{what} would take {nbytes} bytes in memory", "max_dataset_bytes", limit)
+
+
+# --- labels and targets ---------------------------------------------------------------------
+
+
+def json_label(value: Any) -> Any:
+    """A class label as JSON holds it: numpy scalars become Python ones, 2.0 becomes 2."""
+    label = value.item() if isinstance(value, np.generic) else value
+    if isinstance(label, float) and label.is_integer():
+        return int(label)
+    return label
+
+
+def infer_task(values: np.ndarray) -> Task:
+    if values.dtype.kind != "f":
+        return Task.classification  # integers, booleans and strings are labels
+    distinct = np.unique(values)
+    integral = bool(np.all(np.mod(distinct, 1) == 0))
+    if len(distinct) > MAX_INFERRED_CLASSES and not integral:
+        return Task.regression
+    return Task.classification
+
+
+def encode_target(
+    values: np.ndarray, task: Task, field: str, settings: Settings
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """(y, schema part): int64 class indices into sorted classes, or a float32 target."""
+    if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
+        count = int(np.count_nonzero(~np.isfinite(values)))
+        raise invalid(f"{field}: {count} values are missing or not finite")
+    if task == Task.regression:
+        return _regression_target(values, field)
+    return encode_classes(values, field, settings)
+
+
+def _regression_target(values: np.ndarray, field: str) -> tuple[np.ndarray, dict[str, Any]]:
+    if values.dtype.kind not in "biuf":
+        raise invalid(f"{field}: regression needs numbers, and these are {values.dtype} values")
+    y = values.astype(np.float32)
+    if not np.all(np.isfinite(y)):
+        raise invalid(f"{field}: values too large for float32")
+    stats = {"mean": float(y.mean()), "std": float(y.std()), "min": float(y.min())}
+    stats["max"] = float(y.max())
+    return y, {"classes": None, "class_counts": None, "target_stats": stats}
+
+
+def encode_classes(
+    values: np.ndarray, field: str, settings: Settings
+) -> tuple[np.ndarray, dict[str, Any]]:
+    classes, index = np.unique(values, return_inverse=True)
+    labels = [json_label(c) for c in classes]
+    if len(labels) < 2:
+        found = f"only one class ({labels[0]!r})" if labels else "no classes"
+        raise invalid(f"{field}: {found}; classification needs at least 2")
+    if len(labels) > settings.max_classes:
+        message = f"{field}: {len(labels)} classes (a continuous target? send task=regression)"
+        raise over_limit(message, "max_classes", settings.max_classes)
+    counts = np.bincount(index, minlength=len(labels))
+    class_counts = {str(label): int(n) for label, n in zip(labels, counts, strict=True)}
+    return index.astype(np.int64), {"classes": labels, "class_counts": class_counts}
+
+
+# --- missing values -------------------------------------------------------------------------
+
+
+def fill_missing(
+    x: np.ndarray, names: list[str], impute: str | None, sources: list[str] | None = None
+) -> dict[str, Any] | None:
+    """Refuse NaN/Inf in x (rows, features), or fill each in place with its column's mean.
+
+    `sources` names the file's column behind each feature (a one-hot block shares one), so an
+    error speaks of the columns the user wrote.
+    """
+    bad = ~np.isfinite(x)
+    counts = bad.sum(axis=0)
+    columns = [int(i) for i in np.flatnonzero(counts)]
+    if not columns:
+        return None
+    if impute is None:
+        raise _missing_values(columns, counts, sources or names)
+    means = {names[i]: _fill_column(x, bad[:, i], i, names[i]) for i in columns}
+    filled = {names[i]: int(counts[i]) for i in columns}
+    return {"strategy": impute, "values": means, "filled": filled}
+
+
+def _missing_values(columns: list[int], counts: np.ndarray, sources: list[str]) -> Unprocessable:
+    missing: dict[str, int] = {}
+    for i in columns:
+        missing[sources[i]] = max(missing.get(sources[i], 0), int(counts[i]))
+    listed = ", ".join(f"'{name}' ({n} rows)" for name, n in list(missing.items())[:5])
+    more = f" and {len(missing) - 5} more columns" if len(missing) > 5 else ""
+    return invalid(
+        f"features: missing or infinite values in {listed}{more}; fix the file or send impute=mean",
+        details={"missing": missing},
+    )
+
+
+def _fill_column(x: np.ndarray, bad: np.ndarray, column: int, name: str) -> float:
+    finite = x[~bad, column]
+    if finite.size == 0:
+        raise invalid(f"features: column '{name}' has no values to take a mean of")
+    mean = float(finite.mean(dtype=np.float64))
+    x[bad, column] = mean
+    return mean
+
+
+# --- CSV ------------------------------------------------------------------------------------
+
+
+def sniff_text(source: BinaryIO, what: str) -> None:
+    """Refuse binary files up front: pandas would read many of them as one odd column."""
+    head = source.read(SNIFF_BYTES)
+    source.seek(0)
+    if not head.strip():
+        raise invalid(f"not a {what}: the file is empty")
+    if b"\x00" in head:
+        raise invalid(f"not a {what}: the file holds binary data")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError as exc:
+        raise invalid(f"not a {what}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
+
+
+def read_header(source: BinaryIO, what: str, settings: Settings) -> list[str]:
+    sniff_text(source, what)
+    columns = [str(c) for c in _read(source, what, nrows=0).columns]
+    check_columns(len(columns), settings)
+    return columns
+
+
+def read_rows(source: BinaryIO, what: str, settings: Settings, **options: Any) -> pd.DataFrame:
+    # One row past the limit tells "over the limit" apart from "exactly at it".
+    frame = _read(source, what, nrows=settings.max_dataset_rows + 1, **options)
+    check_rows(len(frame), settings)
+    return frame
+
+
+def _read(source: BinaryIO, what: str, **options: Any) -> pd.DataFrame:
+    source.seek(0)
+    try:
+        frame = pd.read_csv(source, encoding="utf-8", low_memory=False, **options)
+    except pd.errors.EmptyDataError as exc:
+        raise invalid(f"not a {what}: the file is empty") from exc
+    # ParserError and UnicodeDecodeError are ValueErrors, as is every malformed-input error here.
+    except ValueError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise invalid(f"not a {what}: {reason}") from exc
+    # pandas turns the extra leading fields of rows longer than the header into an index.
+    if not isinstance(frame.index, pd.RangeIndex):
+        raise invalid(f"not a {what}: rows have more fields than the header")
+    return frame
+
+
+def require_columns(columns: list[str], required: list[str], field: str) -> None:
+    absent = [c for c in required if c not in columns]
+    if absent:
+        shown = ", ".join(f"'{c}'" for c in columns[:20]) + (" ..." if len(columns) > 20 else "")
+        names = " and ".join(f"'{c}'" for c in absent)
+        raise invalid(
+            f"{field}: column {names} is not in the file (its columns: {shown})",
+            details={"missing": absent, "columns": columns[:100]},
+        )
+
+
+def parse_csv(source: BinaryIO, options: UploadOptions, settings: Settings) -> Parsed:
+    if not options.target:
+        raise invalid("target: required for format csv (the name of the label column)")
+    columns = read_header(source, "CSV", settings)
+    require_columns(columns, [options.target], "target")
+    frame = read_rows(source, "CSV", settings)
+    y, target_schema, task = _csv_target(frame[options.target], options, settings)
+    features = frame.drop(columns=[options.target])
+    if features.shape[1] == 0:
+        raise invalid("the CSV has no feature columns besides the target")
+    x, names, categorical = encode_features(features, settings)
+    sources = [c for c in features.columns for _ in _feature_names(c, categorical.get(c))]
+    imputed = fill_missing(x, names, options.impute, sources)
+    schema = {
+        "kind": DataKind.tabular.value,
+        "task": task.value,
+        "rows": len(y),
+        "features": names,
+        **target_schema,
+        "columns": columns,
+        "target": options.target,
+        "categorical": categorical,
+        "impute": imputed,
+    }
+    return Parsed(DataKind.tabular, task, {"x": x, "y": y}, schema)
+
+
+def _csv_target(
+    column: pd.Series, options: UploadOptions, settings: Settings
+) -> tuple[np.ndarray, dict[str, Any], Task]:
+    missing = int(column.isna().sum())
+    if missing:
+        raise invalid(f"target: {missing} rows have no value in column '{options.target}'")
+    values = column.to_numpy()
+    if values.dtype.kind == "O":
+        values = values.astype(str)  # text labels; numpy sorts them as classes
+    task = options.task or infer_task(values)
+    y, schema = encode_target(values, task, "target", settings)
+    return y, schema, task
+
+
+def encode_features(
+    frame: pd.DataFrame, settings: Settings
+) -> tuple[np.ndarray, list[str], dict[str, list[str]]]:
+    """(x float32 (rows, features) with NaN where missing, feature names, categorical vocab).
+
+    Numeric columns stay one feature each; other columns are one-hot encoded in place, one
+    feature per value ("color=red"), sorted. A missing categorical value is NaN across its block.
+    """
+    vocab = {c: _categories(frame[c]) for c in frame.columns if not is_numeric_dtype(frame[c])}
+    names = [n for c in frame.columns for n in _feature_names(c, vocab.get(c))]
+    if len(names) > settings.max_dataset_columns and vocab:
+        widest = max(vocab, key=lambda c: len(vocab[c]))
+        message = (
+            f"one-hot encoding gives {len(names)} features (column '{widest}' alone has "
+            f"{len(vocab[widest])} distinct values)"
+        )
+        raise over_limit(message, "max_dataset_columns", settings.max_dataset_columns)
+    check_columns(len(names), settings)
+    check_decoded_bytes(len(frame) * len(names) * 4, "the feature matrix", settings)
+    x = np.empty((len(frame), len(names)), dtype=np.float32)
+    at = 0
+    for column in frame.columns:
+        block = _encode_column(frame[column], vocab.get(column))
+        x[:, at : at + block.shape[1]] = block
+        at += block.shape[1]
+    return x, names, vocab
+
+
+def _categories(column: pd.Series) -> list[str]:
+    return sorted({str(v) for v in column.dropna().unique()})
+
+
+def _feature_names(column: str, vocab: list[str] | None) -> list[str]:
+    return [column] if vocab is None else [f"{column}={value}" for value in vocab]
+
+
+def _encode_column(column: pd.Series, vocab: list[str] | None) -> np.ndarray:
+    """(rows, 1) float32 for a numeric column, (rows, len(vocab)) one-hot for a categorical one."""
+    if vocab is None:
+        with np.errstate(over="ignore"):  # past float32's range becomes inf: reported as missing
+            return column.to_numpy(dtype=np.float64).astype(np.float32)[:, None]
+    codes = pd.Categorical(column.map(str, na_action="ignore"), categories=vocab).codes
+    block = np.zeros((len(column), len(vocab)), dtype=np.float32)
+    present = codes >= 0
+    block[np.flatnonzero(present), codes[present]] = 1.0
+    block[~present] = np.nan
+    return block
+
+
+# --- text CSV -------------------------------------------------------------------------------
+
+
+def parse_text_csv(source: BinaryIO, options: UploadOptions, settings: Settings) -> Parsed:
+    if options.task == Task.regression:
+        raise invalid("task: text datasets are for classification")
+    columns = read_header(source, "CSV", settings)
+    require_columns(columns, ["text", "label"], "columns")
+    # keep_default_na=False: a text that reads "NA" or "null" is a text, not a missing value.
+    frame = read_rows(
+        source,
+        "CSV",
+        settings,
+        usecols=["text", "label"],
+        dtype={"text": str},
+        keep_default_na=False,
+    )
+    texts = frame["text"]
+    _refuse_blank(texts, "text", "empty text")
+    labels = frame["label"].to_numpy()
+    if labels.dtype.kind == "O":
+        _refuse_blank(frame["label"].astype(str), "label", "no label")
+        labels = labels.astype(str)
+    longest = int(texts.str.len().max())
+    check_decoded_bytes(len(texts) * longest * 4, "the texts (padded to the longest)", settings)
+    y, target_schema = encode_classes(labels, "label", settings)
+    lengths = texts.str.len()
+    schema = {
+        "kind": DataKind.text.value,
+        "task": Task.classification.value,
+        "rows": len(y),
+        **target_schema,
+        "mean_length": round(float(lengths.mean()), 2),
+        "max_length": longest,
+    }
+    # '<U…' keeps the array free of Python objects, so it loads without pickle.
+    stored = np.array(texts.tolist(), dtype=f"<U{longest}")
+    return Parsed(DataKind.text, Task.classification, {"texts": stored, "y": y}, schema)
+
+
+def _refuse_blank(column: pd.Series, field: str, what: str) -> None:
+    blank = np.flatnonzero(column.str.strip().str.len().to_numpy() == 0)
+    if blank.size:
+        rows = ", ".join(str(i + 1) for i in blank[:10]) + (" ..." if blank.size > 10 else "")
+        raise invalid(
+            f"{field}: {blank.size} rows have {what} (data rows {rows})",
+            details={"rows": [int(i) + 1 for i in blank[:100]], "count": int(blank.size)},
+        )

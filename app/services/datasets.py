@@ -1,0 +1,287 @@
+"""Datasets as the API sees them: upload (parse, validate, store), read, list, delete; and what
+a job spec's dataset is (kind, task, input shape) for validating the spec."""
+
+import base64
+import hashlib
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings
+from app.core.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
+from app.ml.checkpoint import sha256_file
+from app.ml.datasets import BUILTINS
+from app.models import Dataset, Job, JobStatus
+from app.models.base import new_id
+from app.schemas.dataset import DataKind, DatasetFormat
+from app.schemas.job import DatasetRef, Task
+from app.services.auth import Principal
+from app.services.dataset_images import parse_images_zip
+from app.services.dataset_npz import parse_npz
+from app.services.dataset_parsers import Parsed, UploadOptions, invalid, parse_csv, parse_text_csv
+
+log = logging.getLogger(__name__)
+
+DATASETS_DIR = "datasets"
+DATA_FILE = "data.npz"
+UPLOAD_FILE = "upload.tmp"
+CHUNK_BYTES = 1 << 20
+# Folders to remove when the transaction ends the other way: a created dataset's on rollback,
+# a deleted one's on commit. Kept in session.info like app.core.queue's pending tasks.
+_CREATED = "trainserve_datasets_created"
+_DELETED = "trainserve_datasets_deleted"
+
+Parser = Callable[[BinaryIO, UploadOptions, Settings], Parsed]
+PARSERS: dict[DatasetFormat, Parser] = {
+    DatasetFormat.csv: parse_csv,
+    DatasetFormat.npz: parse_npz,
+    DatasetFormat.images_zip: parse_images_zip,
+    DatasetFormat.text_csv: parse_text_csv,
+}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a job spec's dataset is, without loading it."""
+
+    kind: DataKind
+    task: Task
+    input_shape: list[int]  # tabular [features]; image [C, H, W]; text []
+    classes: list[Any] | None  # labels in class-index order; None for regression
+
+    @property
+    def n_classes(self) -> int | None:
+        return len(self.classes) if self.classes is not None else None
+
+
+def relative_path(dataset_id: str) -> str:
+    # Built from the server's id only: a user's name never reaches the filesystem.
+    return f"{DATASETS_DIR}/{dataset_id}/{DATA_FILE}"
+
+
+def dataset_folder(settings: Settings, dataset_id: str) -> Path:
+    return settings.artifacts_dir / DATASETS_DIR / dataset_id
+
+
+# --- upload ---------------------------------------------------------------------------------
+
+
+def create_dataset(
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    name: str,
+    fmt: DatasetFormat,
+    upload: BinaryIO,
+    options: UploadOptions,
+) -> Dataset:
+    """Parse and store an upload. The row is added only once data.npz is in place; on any error
+    the dataset's folder is removed, and a rollback after this call removes it too."""
+    dataset_id = new_id()
+    folder = dataset_folder(settings, dataset_id)
+    folder.mkdir(parents=True)
+    session.info.setdefault(_CREATED, []).append(folder)
+    try:
+        parsed, upload_info = _store(folder, fmt, upload, options, settings)
+        row = Dataset(
+            id=dataset_id,
+            name=name,
+            project=principal.project,
+            format=fmt.value,
+            kind=parsed.kind.value,
+            task=parsed.task.value,
+            schema={**parsed.schema, "upload": upload_info},
+            file_path=relative_path(dataset_id),
+            sha256=sha256_file(folder / DATA_FILE),
+            size_bytes=(folder / DATA_FILE).stat().st_size,
+            created_by=principal.key_id,
+        )
+        session.add(row)
+        session.flush()
+    except BaseException:
+        remove_folder(folder)
+        raise
+    return row
+
+
+def _store(
+    folder: Path, fmt: DatasetFormat, upload: BinaryIO, options: UploadOptions, settings: Settings
+) -> tuple[Parsed, dict[str, Any]]:
+    source = folder / UPLOAD_FILE
+    upload_info = receive(upload, source, settings.max_upload_bytes)
+    with open(source, "rb") as fp:
+        parsed = PARSERS[fmt](fp, options, settings)
+    source.unlink()
+    write_npz(folder / DATA_FILE, parsed.arrays)
+    return parsed, upload_info
+
+
+def receive(upload: BinaryIO, path: Path, limit: int) -> dict[str, Any]:
+    """Copy the upload to path in chunks, counting: Content-Length alone is not trusted."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "xb") as out:
+        while chunk := upload.read(CHUNK_BYTES):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(
+                    f"the file is larger than {limit} bytes (TRAINSERVE_MAX_UPLOAD_BYTES)",
+                    details={"setting": "max_upload_bytes", "limit": limit},
+                )
+            digest.update(chunk)
+            out.write(chunk)
+    if size == 0:
+        raise invalid("the file is empty")
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Atomically: a reader sees the whole file or none (temp file, fsync, rename)."""
+    temp = path.with_name(path.name + ".tmp")
+    named: dict[str, Any] = dict(arrays)
+    with open(temp, "xb") as fp:
+        # allow_pickle=False: an object array is refused here, so data.npz never holds a pickle.
+        np.savez(fp, allow_pickle=False, **named)
+        fp.flush()
+        os.fsync(fp.fileno())
+    os.replace(temp, path)
+
+
+def remove_folder(folder: Path) -> None:
+    try:
+        shutil.rmtree(folder)
+    except FileNotFoundError:
+        return
+    except OSError:
+        log.exception("could not remove dataset folder %s", folder)
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    session.info.pop(_CREATED, None)
+    for folder in session.info.pop(_DELETED, []):
+        remove_folder(folder)
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_DELETED, None)
+    for folder in session.info.pop(_CREATED, []):
+        remove_folder(folder)
+
+
+# --- read, list, delete ---------------------------------------------------------------------
+
+
+def get_dataset(session: Session, dataset_id: str) -> Dataset:
+    row = session.get(Dataset, dataset_id)
+    if row is None:
+        raise NotFound(f"no dataset with id '{dataset_id}'")
+    return row
+
+
+def list_datasets(
+    session: Session, limit: int, cursor: str | None
+) -> tuple[list[Dataset], str | None]:
+    """Newest first, keyset-paginated on (created_at, id) like jobs, so pages never skip."""
+    query = select(Dataset).order_by(Dataset.created_at.desc(), Dataset.id.desc()).limit(limit + 1)
+    if cursor:
+        created_at, last_id = _decode_cursor(cursor)
+        query = query.where(
+            (Dataset.created_at < created_at)
+            | ((Dataset.created_at == created_at) & (Dataset.id < last_id))
+        )
+    rows = list(session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (_encode_cursor(rows[-1]) if more else None)
+
+
+def _encode_cursor(row: Dataset) -> str:
+    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+        created_at, last_id = raw.split("|", 1)
+        when = datetime.fromisoformat(created_at)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _bad_cursor() from exc
+    if when.tzinfo is None:
+        raise _bad_cursor()
+    return when, last_id
+
+
+def _bad_cursor() -> Unprocessable:
+    return Unprocessable("cursor: not a cursor this API returned", code="invalid_cursor")
+
+
+def delete_dataset(session: Session, settings: Settings, dataset_id: str) -> None:
+    """Refused while a queued or running job needs it; the files go once the delete commits."""
+    row = get_dataset(session, dataset_id)
+    jobs = active_jobs_using(session, dataset_id)
+    if jobs:
+        raise Conflict(
+            f"dataset is used by {len(jobs)} queued or running job(s); cancel them or let them "
+            "finish first",
+            details={"jobs": jobs},
+            code="dataset_in_use",
+        )
+    session.delete(row)
+    session.flush()
+    session.info.setdefault(_DELETED, []).append(dataset_folder(settings, dataset_id))
+
+
+def active_jobs_using(session: Session, dataset_id: str) -> list[str]:
+    query = select(Job.id).where(
+        Job.status.in_([JobStatus.queued, JobStatus.running]),
+        Job.spec["dataset"]["id"].as_string() == dataset_id,
+    )
+    return list(session.scalars(query.limit(20)))
+
+
+# --- what a spec's dataset is ---------------------------------------------------------------
+
+
+def dataset_info(session: Session, ref: DatasetRef) -> DatasetInfo:
+    """Kind, task and input shape of a builtin or an uploaded dataset; 422 naming the field if
+    it does not exist. Builtins never touch the session."""
+    if ref.id is not None:
+        row = session.get(Dataset, ref.id)
+        if row is None:
+            raise _invalid_ref("dataset.id", f"no dataset with id '{ref.id}'")
+        return _info_from_schema(row)
+    builtin = BUILTINS.get(ref.builtin or "")
+    if builtin is None:
+        names = ", ".join(sorted(BUILTINS))
+        raise _invalid_ref("dataset.builtin", f"unknown builtin dataset; choose one of {names}")
+    classes = list(builtin.classes) if builtin.classes is not None else None
+    return DatasetInfo(DataKind.tabular, builtin.task, [builtin.n_features], classes)
+
+
+def _info_from_schema(row: Dataset) -> DatasetInfo:
+    kind = DataKind(row.kind)
+    classes = row.schema.get("classes")
+    return DatasetInfo(kind, Task(row.task), _input_shape(kind, row.schema), classes or None)
+
+
+def _input_shape(kind: DataKind, schema: dict[str, Any]) -> list[int]:
+    if kind == DataKind.tabular:
+        return [len(schema["features"])]
+    if kind == DataKind.image:
+        return [int(n) for n in schema["image_shape"]]
+    return []  # text: strings, tokenized by the model
+
+
+def _invalid_ref(field: str, message: str) -> Unprocessable:
+    return Unprocessable(f"{field}: {message}", details=[{"loc": field.split("."), "msg": message}])

@@ -1,0 +1,119 @@
+"""Checks of a job spec against its dataset and the running workers: everything the schema
+alone cannot see, refused at submission (422 naming the field) so no worker ever gets it."""
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.core.errors import Unprocessable
+from app.models.base import utcnow
+from app.models.worker import WorkerNode
+from app.schemas.dataset import DataKind
+from app.schemas.job import IMAGE_ARCHS, Arch, JobSpec, Task
+
+ARCH_KINDS = {
+    Arch.mlp: {DataKind.tabular, DataKind.image},
+    Arch.cnn: {DataKind.image},
+    Arch.resnet: {DataKind.image},
+    Arch.text: {DataKind.text},
+}
+CLASSIFICATION_METRICS = {
+    "val_loss",
+    "val_accuracy",
+    "val_precision_macro",
+    "val_recall_macro",
+    "val_f1_macro",
+    "train_loss",
+}
+REGRESSION_METRICS = {"val_loss", "val_mse", "val_mae", "val_r2", "train_loss"}
+WORKER_FRESH = timedelta(seconds=60)
+
+
+def invalid(field: str, message: str) -> Unprocessable:
+    return Unprocessable(f"{field}: {message}", details=[{"loc": field.split("."), "msg": message}])
+
+
+def check_fit(
+    spec: JobSpec, kind: DataKind, task: Task, classes: list[Any] | None, name: str
+) -> None:
+    """The spec's arch, task and training options against the dataset's kind and labels."""
+    arch = Arch(spec.model.arch)
+    if kind not in ARCH_KINDS[arch]:
+        raise invalid(
+            "model.arch",
+            f"'{arch}' cannot train on {kind} data ('{name}'); "
+            f"use {' or '.join(sorted(a for a, kinds in ARCH_KINDS.items() if kind in kinds))}",
+        )
+    effective = spec.model.task or task
+    if effective == Task.classification and task == Task.regression:
+        raise invalid("model.task", f"'{name}' has a continuous target; use regression")
+    training = spec.training
+    if (training.augment.flip or training.augment.crop_padding) and arch not in IMAGE_ARCHS:
+        raise invalid("training.augment", "image augmentation needs an image model (cnn or resnet)")
+    if effective == Task.regression:
+        _refuse_for_regression(spec)
+    elif classes is not None:
+        _check_class_weights(training.class_weights, classes)
+    _check_early_stopping(spec, effective)
+
+
+def _refuse_for_regression(spec: JobSpec) -> None:
+    if spec.training.class_weights is not None:
+        raise invalid("training.class_weights", "class weights need a classification task")
+    if spec.training.resample != "none":
+        raise invalid("training.resample", "resampling by class needs a classification task")
+    if spec.training.label_smoothing:
+        raise invalid("training.label_smoothing", "label smoothing needs a classification task")
+
+
+def _check_class_weights(weights: Any, classes: list[Any]) -> None:
+    if isinstance(weights, list) and len(weights) != len(classes):
+        raise invalid(
+            "training.class_weights",
+            f"give {len(classes)} weights, one per class, got {len(weights)}",
+        )
+    if isinstance(weights, dict):
+        unknown = sorted(set(weights) - {str(c) for c in classes})
+        if unknown:
+            raise invalid(
+                "training.class_weights", f"unknown class labels: {', '.join(unknown[:5])}"
+            )
+    values = (
+        weights.values()
+        if isinstance(weights, dict)
+        else weights
+        if isinstance(weights, list)
+        else []
+    )
+    if any(w < 0 for w in values):
+        raise invalid("training.class_weights", "weights must not be negative")
+
+
+def _check_early_stopping(spec: JobSpec, task: Task) -> None:
+    stopping = spec.training.early_stopping
+    if stopping is None:
+        return
+    known = CLASSIFICATION_METRICS if task == Task.classification else REGRESSION_METRICS
+    if stopping.metric not in known:
+        raise invalid("training.early_stopping.metric", f"choose one of {', '.join(sorted(known))}")
+    if stopping.metric != "train_loss" and spec.training.validation_split <= 0:
+        raise invalid(
+            "training.early_stopping",
+            "early stopping on a validation metric needs validation_split > 0",
+        )
+
+
+def check_device(session: Session, device: str) -> None:
+    """A job that asks for CUDA is refused unless a live worker has a CUDA GPU."""
+    if device != "cuda":
+        return
+    fresh = utcnow() - WORKER_FRESH
+    gpu = session.scalar(
+        select(WorkerNode.id)
+        .where(WorkerNode.cuda_devices > 0, WorkerNode.last_seen >= fresh)
+        .limit(1)
+    )
+    if gpu is None:
+        raise invalid("training.device", "no running worker has a CUDA GPU; use 'auto' or 'cpu'")

@@ -1,0 +1,72 @@
+"""This worker's row in `workers`: what it can train on, kept fresh by a heartbeat thread.
+
+The CUDA probe runs in a short-lived subprocess: asking torch in this (prefork parent)
+process would initialize CUDA, and children forked after that cannot use it.
+"""
+
+import logging
+import socket
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.core.db import session_scope
+from app.models.base import utcnow
+from app.models.worker import WorkerNode
+
+log = logging.getLogger(__name__)
+HEARTBEAT_S = 15.0
+STALE_AFTER = timedelta(seconds=60)  # the API ignores workers not seen for this long
+
+
+def probe_cuda_devices() -> int:
+    probe = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+        )
+        return int(out.stdout.strip() or 0)
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        log.warning("could not probe CUDA devices (%s); advertising none", exc)
+        return 0
+
+
+class NodeHeartbeat:
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self.cuda_devices = 0
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self.cuda_devices = probe_cuda_devices()
+        threading.Thread(target=self._run, name="node-heartbeat", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            with session_scope() as session:
+                session.execute(delete(WorkerNode).where(WorkerNode.id == self.node_id))
+        except SQLAlchemyError as exc:
+            log.warning("could not remove worker row %s: %s", self.node_id, exc)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._beat()
+            except SQLAlchemyError as exc:  # the database may be restarting; try again next beat
+                log.warning("worker heartbeat failed: %s", exc)
+            if self._stop.wait(HEARTBEAT_S):
+                return
+
+    def _beat(self) -> None:
+        with session_scope() as session:
+            row = session.get(WorkerNode, self.node_id)
+            if row is None:
+                row = WorkerNode(id=self.node_id, hostname=socket.gethostname())
+                session.add(row)
+            row.cuda_devices = self.cuda_devices
+            row.last_seen = utcnow()

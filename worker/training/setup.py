@@ -1,0 +1,152 @@
+"""From a validated spec and prepared data to the objects the loop runs with."""
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from app.ml.zoo import arch_options, build_model
+from app.schemas.job import JobSpec, Task
+from worker.data.prepare import TrainingData, prepare
+from worker.data.raw import RawData
+from worker.training.loop import LoopOptions, Splits, Transform
+from worker.training.regularize import (
+    EarlyStopping,
+    augment_images,
+    balanced_sample_weights,
+    class_weights,
+)
+from worker.training.schedule import LrSchedule
+
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class UnavailableDevice(Exception):
+    """The spec asked for a device this worker does not have."""
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UnavailableDevice("the job asks for device 'cuda' and this worker has no CUDA GPU")
+    if requested in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def model_options(spec: JobSpec, data: TrainingData) -> dict[str, Any]:
+    options = arch_options(spec.model.model_dump())
+    if data.preprocessor.tokenizer is not None:
+        options["num_embeddings"] = data.preprocessor.tokenizer.size
+    return options
+
+
+def make_model(spec: JobSpec, data: TrainingData, device: torch.device) -> nn.Module:
+    torch.manual_seed(spec.training.seed)
+    model = build_model(
+        spec.model.arch, data.input_shape, data.output_dim, model_options(spec, data)
+    )
+    return model.to(device)
+
+
+def make_optimizer(model: nn.Module, spec: JobSpec) -> torch.optim.Optimizer:
+    opt = spec.training.optimizer
+    if opt.name == "sgd":
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=opt.lr,
+            momentum=opt.momentum,
+            nesterov=opt.nesterov and opt.momentum > 0,
+            weight_decay=opt.weight_decay,
+        )
+    cls = torch.optim.Adam if opt.name == "adam" else torch.optim.AdamW
+    return cls(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+
+
+def make_loss(spec: JobSpec, data: TrainingData) -> nn.Module:
+    if data.task == Task.regression:
+        return nn.MSELoss()
+    assert data.classes is not None
+    weights = class_weights(spec.training.class_weights, data.y_train, data.classes)
+    return nn.CrossEntropyLoss(
+        weight=weights.to(data.y_train.device) if weights is not None else None,
+        label_smoothing=spec.training.label_smoothing,
+    )
+
+
+def make_options(
+    spec: JobSpec,
+    data: TrainingData,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    device: torch.device,
+) -> LoopOptions:
+    training = spec.training
+    steps_per_epoch = math.ceil(data.x_train.shape[0] / training.batch_size)
+    resample = training.resample == "balanced" and data.task == Task.classification
+    fp16_on_cuda = training.precision == "fp16" and device.type == "cuda"
+    return LoopOptions(
+        task=data.task,
+        epochs=training.epochs,
+        batch_size=training.batch_size,
+        classes=data.classes,
+        transform=_transform(spec, data, generator),
+        grad_clip=training.grad_clip,
+        autocast_dtype=AUTOCAST[training.precision],
+        scaler=torch.amp.GradScaler("cuda") if fp16_on_cuda else None,
+        sample_weights=balanced_sample_weights(data.y_train, data.output_dim) if resample else None,
+        schedule=LrSchedule(optimizer, training.schedule, training.epochs, steps_per_epoch)
+        if training.schedule.name != "none" or training.schedule.warmup_epochs
+        else None,
+        early_stopping=EarlyStopping(training.early_stopping) if training.early_stopping else None,
+        target_std=float(data.y_scaler.std.item()) if data.y_scaler is not None else 1.0,
+    )
+
+
+def _transform(spec: JobSpec, data: TrainingData, generator: torch.Generator) -> Transform:
+    pre, augment = data.preprocessor, spec.training.augment
+    if pre.channels is None:
+        return lambda x, _train: x  # tabular and text rows are stored as model input
+
+    def image_batch(x: torch.Tensor, train: bool) -> torch.Tensor:
+        if train and (augment.flip or augment.crop_padding):
+            x = augment_images(x, augment, generator)
+        return pre.batch(x)
+
+    return image_batch
+
+
+def stateful_parts(opts: LoopOptions) -> dict[str, Any]:
+    """The loop's pieces whose state a checkpoint must carry for an exact resume."""
+    parts: dict[str, Any] = {}
+    for name in ("schedule", "early_stopping", "scaler"):
+        if getattr(opts, name) is not None:
+            parts[name] = getattr(opts, name)
+    return parts
+
+
+@dataclass
+class Assembly:
+    """Everything one training run needs, built from a spec and raw data; no I/O."""
+
+    data: TrainingData
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: nn.Module
+    generator: torch.Generator
+    opts: LoopOptions
+
+    @property
+    def splits(self) -> Splits:
+        d = self.data
+        return Splits(d.x_train, d.y_train, d.x_val, d.y_val)
+
+
+def assemble(spec: JobSpec, raw: RawData, device: torch.device) -> Assembly:
+    data = prepare(spec, raw).to(device)
+    model = make_model(spec, data, device)
+    optimizer = make_optimizer(model, spec)
+    generator = torch.Generator().manual_seed(spec.training.seed)
+    opts = make_options(spec, data, optimizer, generator, device)
+    return Assembly(data, model, optimizer, make_loss(spec, data), generator, opts)
