@@ -81,3 +81,57 @@ def test_builtin_datasets_are_described_without_a_database() -> None:
             spec(dataset={"builtin": "diabetes"}, model={"task": "classification"}),
             Settings(),
         )
+
+
+@pytest.mark.parametrize(
+    ("parts", "field", "needle"),
+    [
+        ({"model": {"arch": "cnn"}}, "model.arch", "'cnn' cannot train on tabular data"),
+        ({"model": {"arch": "text"}}, "model.arch", "use mlp"),
+        ({"training": {"augment": {"flip": True}}}, "training.augment", "image model"),
+        ({"training": {"class_weights": [1.0, 2.0]}}, "training.class_weights", "give 10 weights"),
+        (
+            {"training": {"class_weights": {"eleven": 2.0}}},
+            "training.class_weights",
+            "unknown class labels: eleven",
+        ),
+        ({"training": {"class_weights": [-1.0] * 10}}, "training.class_weights", "negative"),
+        (
+            {"training": {"early_stopping": {"metric": "val_r2"}}},
+            "training.early_stopping.metric",
+            "choose one of",
+        ),
+        (
+            {"training": {"early_stopping": {}, "validation_split": 0.0}},
+            "training.early_stopping",
+            "validation_split",
+        ),
+        (
+            {"dataset": {"builtin": "diabetes"}, "training": {"resample": "balanced"}},
+            "training.resample",
+            "classification",
+        ),
+        (
+            {"dataset": {"builtin": "diabetes"}, "training": {"label_smoothing": 0.1}},
+            "training.label_smoothing",
+            "",
+        ),
+    ],
+)
+def test_specs_that_do_not_fit_their_data_are_refused(parts: dict, field: str, needle: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(Unprocessable) as exc:
+        validate_spec(NO_DB, spec(**parts), Settings())
+    assert exc.value.message.startswith(f"{field}: ") and needle in exc.value.message
+
+
+def test_specs_that_fit_pass() -> None:
+    for parts in (
+        {"training": {"class_weights": "balanced", "resample": "balanced", "label_smoothing": 0.1}},
+        {"training": {"class_weights": {"3": 2.0}, "early_stopping": {"metric": "val_f1_macro"}}},
+        {
+            "dataset": {"builtin": "diabetes"},
+            "training": {"early_stopping": {"metric": "val_r2", "mode": "max"}},
+        },
+        {"training": {"schedule": {"name": "one_cycle"}, "precision": "bf16", "grad_clip": 1.0}},
+    ):
+        validate_spec(NO_DB, spec(**parts), Settings())
