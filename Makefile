@@ -14,3 +14,4 @@ setup:
 
 bench: setup
 	.venv/bin/python bench/seed_job.py
+	.venv/bin/python bench/train_throughput.py
