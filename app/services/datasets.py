@@ -1,14 +1,12 @@
 """Datasets as the API sees them: upload (parse, validate, store), read, list, delete; and what
 a job spec's dataset is (kind, task, input shape) for validating the spec."""
 
-import base64
 import hashlib
 import logging
 import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,6 +26,7 @@ from app.services.auth import Principal
 from app.services.dataset_images import parse_images_zip
 from app.services.dataset_npz import parse_npz
 from app.services.dataset_parsers import Parsed, UploadOptions, invalid, parse_csv, parse_text_csv
+from app.services.pagination import paginate
 
 log = logging.getLogger(__name__)
 
@@ -192,38 +191,7 @@ def get_dataset(session: Session, dataset_id: str) -> Dataset:
 def list_datasets(
     session: Session, limit: int, cursor: str | None
 ) -> tuple[list[Dataset], str | None]:
-    """Newest first, keyset-paginated on (created_at, id) like jobs, so pages never skip."""
-    query = select(Dataset).order_by(Dataset.created_at.desc(), Dataset.id.desc()).limit(limit + 1)
-    if cursor:
-        created_at, last_id = _decode_cursor(cursor)
-        query = query.where(
-            (Dataset.created_at < created_at)
-            | ((Dataset.created_at == created_at) & (Dataset.id < last_id))
-        )
-    rows = list(session.scalars(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (_encode_cursor(rows[-1]) if more else None)
-
-
-def _encode_cursor(row: Dataset) -> str:
-    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
-        created_at, last_id = raw.split("|", 1)
-        when = datetime.fromisoformat(created_at)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _bad_cursor() from exc
-    if when.tzinfo is None:
-        raise _bad_cursor()
-    return when, last_id
-
-
-def _bad_cursor() -> Unprocessable:
-    return Unprocessable("cursor: not a cursor this API returned", code="invalid_cursor")
+    return paginate(session, select(Dataset), Dataset, limit, cursor)
 
 
 def delete_dataset(session: Session, settings: Settings, dataset_id: str) -> None:

@@ -1,8 +1,5 @@
 """Jobs as the API sees them: submit, read, list, cancel."""
 
-import base64
-from datetime import datetime
-
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -17,6 +14,7 @@ from app.services import spec_checks
 from app.services.auth import Principal
 from app.services.datasets import dataset_info
 from app.services.job_state import add_event
+from app.services.pagination import paginate
 
 
 def _invalid(field: str, message: str) -> Unprocessable:
@@ -96,39 +94,10 @@ def get_job(session: Session, job_id: str) -> Job:
 def list_jobs(
     session: Session, status: JobStatus | None, limit: int, cursor: str | None
 ) -> tuple[list[Job], str | None]:
-    """Newest first, keyset-paginated on (created_at, id) so pages never skip or repeat."""
-    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    query = select(Job)
     if status is not None:
         query = query.where(Job.status == status)
-    if cursor:
-        created_at, job_id = _decode_cursor(cursor)
-        query = query.where(
-            (Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id))
-        )
-    jobs = list(session.scalars(query))
-    more = len(jobs) > limit
-    jobs = jobs[:limit]
-    return jobs, (_encode_cursor(jobs[-1]) if more else None)
-
-
-def _encode_cursor(job: Job) -> str:
-    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
-        created_at, job_id = raw.split("|", 1)
-        when = datetime.fromisoformat(created_at)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _bad_cursor() from exc
-    if when.tzinfo is None:
-        raise _bad_cursor()
-    return when, job_id
-
-
-def _bad_cursor() -> Unprocessable:
-    return Unprocessable("cursor: not a cursor this API returned", code="invalid_cursor")
+    return paginate(session, query, Job, limit, cursor)
 
 
 def job_metrics(session: Session, job_id: str) -> list[JobMetric]:
