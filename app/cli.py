@@ -173,7 +173,9 @@ class WorkerPool:
     def stop(self, grace_s: float = 20.0) -> None:
         self._stopping.set()
         for proc in self.procs:
-            _signal_group(proc, signal.SIGTERM)
+            # The worker alone: its warm shutdown tells the running job to checkpoint and go
+            # back to the queue, and waits for it; the group is killed only after the grace.
+            proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         for proc in self.procs:
             try:

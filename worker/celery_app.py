@@ -15,7 +15,7 @@ from celery import Celery, signals
 from app.core.config import get_settings
 from app.core.db import get_engine
 from app.core.queue import celery_config
-from worker.node import NodeHeartbeat
+from worker.node import NodeHeartbeat, ReaperLoop
 
 
 def create_celery() -> Celery:
@@ -42,17 +42,31 @@ def _preload_training_code(**_: Any) -> None:
 
 
 _heartbeat: NodeHeartbeat | None = None
+_reaper: ReaperLoop | None = None
 
 
 @signals.worker_ready.connect
-def _start_heartbeat(sender: Any = None, **_: Any) -> None:
-    global _heartbeat
-    _heartbeat = NodeHeartbeat(f"{socket.gethostname()}:{os.getpid()}")
+def _start_supervision(sender: Any = None, **_: Any) -> None:
+    global _heartbeat, _reaper
+    node_id = f"{socket.gethostname()}:{os.getpid()}"
+    _heartbeat = NodeHeartbeat(node_id)
     _heartbeat.start()
+    _reaper = ReaperLoop(node_id, get_settings())
+    _reaper.start()
+
+
+@signals.worker_shutting_down.connect
+def _drain(**_: Any) -> None:
+    # Warm shutdown (SIGTERM): the running job sees this within a heartbeat, keeps its last
+    # checkpoint and goes back to the queue, so the pool child ends soon and nothing is lost.
+    if _heartbeat is not None:
+        _heartbeat.drain()
 
 
 @signals.worker_shutdown.connect
-def _stop_heartbeat(**_: Any) -> None:
+def _stop_supervision(**_: Any) -> None:
+    if _reaper is not None:
+        _reaper.stop()
     if _heartbeat is not None:
         _heartbeat.stop()
 

@@ -1,4 +1,6 @@
-"""This worker's row in `workers`: what it can train on, kept fresh by a heartbeat thread.
+"""What runs beside the pool in the worker's main process: this worker's row in `workers`
+(what it can train on, whether it is draining) kept fresh by a heartbeat, and the reaper,
+which runs in whichever worker holds the reaper lock.
 
 The CUDA probe runs in a short-lived subprocess: asking torch in this (prefork parent)
 process would initialize CUDA, and children forked after that cannot use it.
@@ -11,12 +13,14 @@ import sys
 import threading
 from datetime import timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.core.config import Settings
 from app.core.db import session_scope
 from app.models.base import utcnow
 from app.models.worker import WorkerNode
+from app.services import reaper
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 15.0
@@ -53,6 +57,13 @@ class NodeHeartbeat:
         except SQLAlchemyError as exc:
             log.warning("could not remove worker row %s: %s", self.node_id, exc)
 
+    def drain(self) -> None:
+        """A graceful shutdown began: the running job hands itself back to the queue."""
+        with session_scope() as session:
+            session.execute(
+                update(WorkerNode).where(WorkerNode.id == self.node_id).values(draining=True)
+            )
+
     def _run(self) -> None:
         while True:
             try:
@@ -70,3 +81,38 @@ class NodeHeartbeat:
                 session.add(row)
             row.cuda_devices = self.cuda_devices
             row.last_seen = utcnow()
+
+
+class ReaperLoop:
+    """Reaps every reaper_interval_s while this worker holds the reaper lock."""
+
+    def __init__(self, node_id: str, settings: Settings) -> None:
+        self.node_id = node_id
+        self.settings = settings
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="reaper", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.reaper_interval_s):
+            try:
+                self.reap_once()
+            except SQLAlchemyError as exc:  # the database may be restarting; try again next round
+                log.warning("reaper round failed: %s", exc)
+
+    def reap_once(self) -> reaper.Reaped | None:
+        # The lease outlives a few missed rounds, so a busy holder keeps it.
+        ttl = 3 * self.settings.reaper_interval_s
+        with session_scope() as session:
+            if not reaper.acquire(session, reaper.LOCK, self.node_id, ttl):
+                return None
+            done = reaper.reap(session, self.settings)
+        if done.requeued or done.failed or done.resent:
+            log.warning(
+                "reaper: requeued %s, failed %s, resent %s", done.requeued, done.failed, done.resent
+            )
+        return done

@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     # A running job renews its lease every heartbeat; a lapsed lease means its worker is gone.
     lease_s: float = Field(60.0, gt=1)
     heartbeat_s: float = Field(1.0, gt=0)
+    # The reaper: requeues jobs whose lease lapsed (up to max_attempts), and sends again the
+    # message of a job still queued after requeue_after_s (a lost message; duplicates are no-ops).
+    reaper_interval_s: float = Field(5.0, gt=0)
+    requeue_after_s: float = Field(60.0, gt=0)
+    max_attempts: int = Field(3, ge=1, le=100)
+    max_job_runtime_s: int = Field(7 * 24 * 3600, ge=1)
 
     # Explicit limits, enforced with a clear error.
     max_epochs: int = Field(1000, ge=1)

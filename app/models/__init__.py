@@ -5,7 +5,7 @@ from app.models.base import Base
 from app.models.dataset import Dataset
 from app.models.job import TERMINAL, Job, JobEvent, JobMetric, JobStatus
 from app.models.model_version import ModelAlias, ModelVersion, RegisteredModel
-from app.models.worker import WorkerNode
+from app.models.worker import LeaderLock, WorkerNode
 
 __all__ = [
     "TERMINAL",
@@ -16,6 +16,7 @@ __all__ = [
     "JobEvent",
     "JobMetric",
     "JobStatus",
+    "LeaderLock",
     "ModelAlias",
     "ModelVersion",
     "RegisteredModel",

@@ -44,6 +44,8 @@ class Job(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_by: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # when its message was last sent: a queued job not claimed long after is sent again
+    enqueued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -17,5 +17,17 @@ class WorkerNode(Base):
     id: Mapped[str] = mapped_column(String(200), primary_key=True)  # hostname:pid
     hostname: Mapped[str] = mapped_column(String(200))
     cuda_devices: Mapped[int] = mapped_column(Integer, default=0)
+    # set on a graceful shutdown: its running job checkpoints and goes back to the queue
+    draining: Mapped[bool] = mapped_column(default=False)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LeaderLock(Base):
+    """A named lease that one process holds at a time (the reaper), taken over once it lapses."""
+
+    __tablename__ = "leader_locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime]

@@ -121,6 +121,8 @@ class TrainingConfig(Strict):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False  # torch.compile the model (CUDA only; numerics may differ slightly)
+    # wall time from the first start; past it the job checkpoints and fails with "timeout"
+    max_runtime_s: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _splits_leave_training_rows(self) -> "TrainingConfig":

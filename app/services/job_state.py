@@ -6,14 +6,15 @@ job has moved on (reaped, cancelled, finished), the old attempt's updates match 
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.core.db import execute_update
-from app.models import Job, JobEvent, JobMetric, JobStatus
+from app.core.queue import TRAIN_TASK, enqueue_after_commit
+from app.models import Job, JobEvent, JobMetric, JobStatus, WorkerNode
 from app.models.base import utcnow
 
 
@@ -26,6 +27,15 @@ class Claim:
     job_id: str
     attempt: int
     spec: dict[str, Any]
+    started_at: datetime  # the first attempt's start: max_runtime_s counts from here
+
+
+@dataclass(frozen=True)
+class Control:
+    """What a heartbeat learns: stop for a cancel, or hand the job back (worker draining)."""
+
+    cancel_requested: bool
+    draining: bool
 
 
 def add_event(session: Session, job_id: str, attempt: int, kind: str, message: str) -> None:
@@ -58,7 +68,7 @@ def claim(session: Session, job_id: str, worker_id: str, lease_s: float) -> Clai
     add_event(
         session, job_id, attempt, "claimed", f"claimed by worker {worker_id} (attempt {attempt})"
     )
-    return Claim(job_id=job_id, attempt=attempt, spec=job.spec)
+    return Claim(job_id=job_id, attempt=attempt, spec=job.spec, started_at=job.started_at or now)
 
 
 def _running(job_id: str, attempt: int) -> Any:
@@ -66,9 +76,14 @@ def _running(job_id: str, attempt: int) -> Any:
 
 
 def heartbeat(
-    session: Session, job_id: str, attempt: int, lease_s: float, progress: dict[str, Any]
-) -> bool:
-    """Renew the lease and publish progress. Returns whether a cancel was requested."""
+    session: Session,
+    job_id: str,
+    attempt: int,
+    lease_s: float,
+    progress: dict[str, Any],
+    node_id: str | None = None,
+) -> Control:
+    """Renew the lease and publish progress; LeaseLost if this attempt no longer owns the job."""
     now = utcnow()
     renewed = execute_update(
         session,
@@ -83,7 +98,32 @@ def heartbeat(
     )
     if not renewed:
         raise LeaseLost(job_id)
-    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+    cancel = bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+    draining = node_id is not None and bool(
+        session.scalar(select(WorkerNode.draining).where(WorkerNode.id == node_id))
+    )
+    return Control(cancel, draining)
+
+
+def requeue(session: Session, job_id: str, attempt: int, kind: str, reason: str) -> None:
+    """Hand a running attempt's job back to the queue; the next claim resumes it."""
+    now = utcnow()
+    moved = execute_update(
+        session,
+        update(Job)
+        .where(_running(job_id, attempt))
+        .values(
+            status=JobStatus.queued,
+            worker_id=None,
+            lease_expires_at=None,
+            enqueued_at=now,
+            updated_at=now,
+        ),
+    )
+    if not moved:
+        raise LeaseLost(job_id)
+    add_event(session, job_id, attempt, kind, f"{reason}; requeued as attempt {attempt + 1}")
+    enqueue_after_commit(session, TRAIN_TASK, [job_id])
 
 
 def record_epoch(

@@ -26,6 +26,8 @@ def validate_spec(session: Session, spec: JobSpec, settings: Settings) -> None:
     training = spec.training
     if training.epochs > settings.max_epochs:
         raise _invalid("training.epochs", f"at most {settings.max_epochs} epochs per job")
+    if (training.max_runtime_s or 0) > settings.max_job_runtime_s:
+        raise _invalid("training.max_runtime_s", f"at most {settings.max_job_runtime_s} s per job")
     if training.batch_size > settings.max_batch_size:
         raise _invalid("training.batch_size", f"at most {settings.max_batch_size}")
     if len(spec.model.hidden) > settings.max_hidden_layers:
@@ -65,6 +67,8 @@ def submit_job(
         created_by=principal.key_id,
         idempotency_key=_scoped_key(principal, idempotency_key),
         progress={"epoch": 0, "epochs": spec.training.epochs, "step": 0, "samples_per_s": None},
+        max_attempts=settings.max_attempts,
+        enqueued_at=utcnow(),
     )
     session.add(job)
     session.flush()

@@ -64,8 +64,12 @@ def test_heartbeat_reports_a_cancel_request(queued_job: str) -> None:
     claim = _claim(queued_job, "w")
     assert claim is not None
     with session_scope() as session:
-        assert job_state.heartbeat(session, queued_job, claim.attempt, 30, {"epoch": 1}) is False
+        assert not job_state.heartbeat(
+            session, queued_job, claim.attempt, 30, {"epoch": 1}
+        ).cancel_requested
     with session_scope() as session:
         session.get(Job, queued_job).cancel_requested = True  # type: ignore[union-attr]
     with session_scope() as session:
-        assert job_state.heartbeat(session, queued_job, claim.attempt, 30, {"epoch": 2}) is True
+        assert job_state.heartbeat(
+            session, queued_job, claim.attempt, 30, {"epoch": 2}
+        ).cancel_requested

@@ -19,6 +19,7 @@ TABLES = {
     "model_aliases",
     "datasets",
     "workers",
+    "leader_locks",
 }
 
 

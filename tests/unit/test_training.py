@@ -59,9 +59,11 @@ def train(
     )
 
 
-def fresh(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer, torch.Generator]:
+def fresh(
+    seed: int = 0, dropout: float = 0.0
+) -> tuple[nn.Module, torch.optim.Optimizer, torch.Generator]:
     torch.manual_seed(seed)
-    model = build_model("mlp", [4], 2, {"hidden": [8], "dropout": 0.0})
+    model = build_model("mlp", [4], 2, {"hidden": [8], "dropout": dropout})
     return (
         model,
         torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
@@ -94,11 +96,12 @@ def test_same_seed_same_weights() -> None:
 
 
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) -> None:
-    model, opt, gen = fresh()
+    # dropout draws from torch's global RNG: an exact resume must restore that too
+    model, opt, gen = fresh(dropout=0.3)
     train(model, opt, gen, 4)
 
-    first, opt1, gen1 = fresh()
-    ckpts = CheckpointDir(tmp_path, keep=2)
+    first, opt1, gen1 = fresh(dropout=0.3)
+    ckpts = CheckpointDir(tmp_path, attempt=1, keep=2)
     train(
         first,
         opt1,
@@ -106,32 +109,37 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) ->
         2,
         on_epoch_end=lambda r: ckpts.save(r.epoch, r.step, state(first, opt1, gen1)),
     )
-    # a different init: everything must come from the checkpoint
-    resumed, opt2, gen2 = fresh(seed=123)
-    epoch, step = ckpts.restore(state(resumed, opt2, gen2))
+    torch.manual_seed(999)  # the next attempt starts in a fresh process with other RNG states
+    resumed, opt2, gen2 = fresh(seed=123, dropout=0.3)
+    epoch, step = CheckpointDir(tmp_path, attempt=2, keep=2).restore(state(resumed, opt2, gen2))
     assert (epoch, step) == (2, 26)
     train(resumed, opt2, gen2, 4, start=epoch)
     for key, value in model.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
 
 
-def test_checkpoint_dir_keeps_the_last_k_and_skips_a_corrupt_newest(tmp_path: Path) -> None:
+def test_attempts_write_their_own_folders_and_resume_from_the_newest(tmp_path: Path) -> None:
     model, opt, gen = fresh()
-    ckpts = CheckpointDir(tmp_path, keep=2)
+    first = CheckpointDir(tmp_path, attempt=1, keep=2)
     train(
         model,
         opt,
         gen,
         3,
-        on_epoch_end=lambda r: ckpts.save(r.epoch, r.step, state(model, opt, gen)),
+        on_epoch_end=lambda r: first.save(r.epoch, r.step, state(model, opt, gen)),
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "attempt-1").iterdir()) == [
         "epoch-0002.safetensors",
         "epoch-0003.safetensors",
     ]
-    (tmp_path / "epoch-0003.safetensors").write_bytes(b"torn write")
-    assert ckpts.restore(state(*fresh()))[0] == 2
-    assert CheckpointDir(tmp_path / "empty", keep=2).restore(state(*fresh())) == (0, 0)
+    second = CheckpointDir(tmp_path, attempt=2, keep=2)
+    assert second.restore(state(*fresh()))[0] == 3
+    second.save(4, 52, state(model, opt, gen))
+    first.save(9, 117, state(model, opt, gen))  # a stale attempt 1 that kept running
+    assert CheckpointDir(tmp_path, attempt=3, keep=2).restore(state(*fresh()))[0] == 4
+    (tmp_path / "attempt-2" / "epoch-0004.safetensors").write_bytes(b"torn write")
+    assert CheckpointDir(tmp_path, attempt=3, keep=2).restore(state(*fresh()))[0] == 9
+    assert CheckpointDir(tmp_path / "empty", attempt=1, keep=2).restore(state(*fresh())) == (0, 0)
 
 
 def test_a_step_hook_can_stop_training() -> None:

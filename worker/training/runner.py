@@ -26,7 +26,7 @@ from worker.data.stored import load_stored
 from worker.training import setup
 from worker.training.checkpoints import CheckpointDir, TrainingState
 from worker.training.loop import Diverged, StopRequested, evaluate, fit
-from worker.training.reporter import Reporter
+from worker.training.reporter import DRAIN, TIMEOUT, Reporter
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ def run_job(job_id: str, settings: Settings) -> None:
         return
     try:
         outcome = train(claim, settings)
+        if outcome is None:
+            return  # handed back to the queue (the worker is draining)
     except LeaseLost:
         log.warning(
             "job %s attempt %d lost its lease; stopping without writing", job_id, claim.attempt
@@ -81,16 +83,20 @@ def _finish(claim: Claim, outcome: Outcome) -> None:
         )
 
 
-def train(claim: Claim, settings: Settings) -> Outcome:
+def train(claim: Claim, settings: Settings) -> Outcome | None:
+    """Train the claimed attempt; None when the job went back to the queue instead."""
     spec = JobSpec.model_validate(claim.spec)
     device = setup.resolve_device(spec.training.device)
     raw = load_raw(spec, lambda dataset_id: load_stored(settings, dataset_id))
     run = setup.assemble(spec, raw, device)
     state = TrainingState(run.model, run.optimizer, run.generator, setup.stateful_parts(run.opts))
-    ckpts = CheckpointDir(settings.artifacts_dir / "jobs" / claim.job_id, settings.checkpoints_kept)
+    ckpts = CheckpointDir(
+        settings.artifacts_dir / "jobs" / claim.job_id, claim.attempt, settings.checkpoints_kept
+    )
     start_epoch, start_step = ckpts.restore(state)
+    max_runtime = spec.training.max_runtime_s or settings.max_job_runtime_s
     keep_best = run.opts.early_stopping is not None
-    reporter = Reporter(claim, settings, spec.training.epochs, ckpts, state, keep_best)
+    reporter = Reporter(claim, settings, spec.training.epochs, ckpts, state, keep_best, max_runtime)
     if start_epoch:
         reporter.event("resumed", f"resumed from the checkpoint of epoch {start_epoch}")
     model = _maybe_compile(run.model, spec, device, reporter)
@@ -108,12 +114,30 @@ def train(claim: Claim, settings: Settings) -> Outcome:
             start_step=start_step,
         )
     except StopRequested:
-        return Outcome(
-            JobStatus.cancelled, f"cancelled while running, after epoch {reporter.epoch}"
-        )
+        return _stopped(claim, reporter)
     except Diverged as exc:
         return Outcome(JobStatus.failed, f"diverged: {exc}")
     return _conclude(claim, spec, run, ckpts, reporter, last)
+
+
+def _stopped(claim: Claim, reporter: Reporter) -> Outcome | None:
+    after = f"after epoch {reporter.epoch}" if reporter.epoch else "before its first epoch ended"
+    if reporter.stop_reason == DRAIN:
+        with session_scope() as session:
+            job_state.requeue(
+                session,
+                claim.job_id,
+                claim.attempt,
+                "requeued",
+                f"worker shutting down; its last checkpoint is {after}",
+            )
+        return None
+    if reporter.stop_reason == TIMEOUT:
+        return Outcome(
+            JobStatus.failed,
+            f"timeout: ran past max_runtime_s={reporter.max_runtime_s:.0f}, {after}",
+        )
+    return Outcome(JobStatus.cancelled, f"cancelled while running, {after}")
 
 
 def _maybe_compile(
@@ -176,7 +200,7 @@ def _register(
         y_scaler=data.y_scaler,
         model=model,
     )
-    path = ckpts.root / "model.safetensors"
+    path = ckpts.model_path
     sha256 = bundle.save(path)
     with session_scope() as session:
         # Lock the job row: only the attempt that still owns it registers, and only once.
@@ -195,7 +219,7 @@ def _register(
             metrics={**metrics, "report": report},
             classes=data.classes,
             input_shape=data.preprocessor.input_shape,
-            checkpoint_path=str(path.relative_to(ckpts.root.parents[1])),
+            checkpoint_path=str(path.relative_to(ckpts.job_root.parents[1])),
             checkpoint_sha256=sha256,
         )
         return row.version

@@ -1,0 +1,114 @@
+"""The reaper on PostgreSQL: lapsed leases go back to the queue (then fail as worker_lost),
+lost messages are sent again, live jobs are left alone, and one process reaps at a time.
+
+Times are set an hour ahead of the clock and the reaper is given that future `now`, so a
+worker's own reaper running in the same session never touches these rows."""
+
+import time
+from datetime import timedelta
+
+from app.core.config import Settings
+from app.core.db import session_scope
+from app.models import Job, JobEvent, JobStatus
+from app.models.base import utcnow
+from app.services import job_state, reaper
+from tests.support import seed_spec
+
+LATER = utcnow() + timedelta(hours=1)
+
+
+def make_job(configured: dict[str, str], status: JobStatus, attempt: int, **fields: object) -> str:
+    with session_scope() as session:
+        job = Job(
+            model_name="reaped",
+            spec=seed_spec("reaped"),
+            progress={},
+            metrics={},
+            status=status,
+            attempt=attempt,
+            max_attempts=3,
+            **fields,
+        )
+        session.add(job)
+        session.flush()
+        return job.id
+
+
+def row(job_id: str) -> Job:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def reap(at: object = None) -> reaper.Reaped:
+    with session_scope() as session:
+        return reaper.reap(
+            session, Settings(requeue_after_s=60), now=at or LATER + timedelta(minutes=1)
+        )
+
+
+def test_a_lapsed_lease_is_requeued_as_the_next_attempt(configured: dict[str, str]) -> None:
+    job_id = make_job(configured, JobStatus.running, 1, worker_id="w1", lease_expires_at=LATER)
+    live = make_job(
+        configured,
+        JobStatus.running,
+        1,
+        worker_id="w2",
+        lease_expires_at=LATER + timedelta(hours=1),
+    )
+    result = reap()
+    assert job_id in result.requeued and live not in result.requeued + result.failed
+    job = row(job_id)
+    assert job.status == JobStatus.queued and job.worker_id is None and job.lease_expires_at is None
+    assert row(live).status == JobStatus.running
+    with session_scope() as session:
+        claim = job_state.claim(session, job_id, "w3", lease_s=30)
+        assert claim is not None and claim.attempt == 2
+        kinds = [e.message for e in session.query(JobEvent).filter_by(job_id=job_id)]
+    assert any("lease lost (worker w1, attempt 1); requeued as attempt 2" in m for m in kinds)
+
+
+def test_the_last_attempt_fails_as_worker_lost(configured: dict[str, str]) -> None:
+    job_id = make_job(configured, JobStatus.running, 3, worker_id="w1", lease_expires_at=LATER)
+    assert job_id in reap().failed
+    job = row(job_id)
+    assert job.status == JobStatus.failed and job.status_message is not None
+    assert job.status_message.startswith("worker_lost:") and job.finished_at is not None
+
+
+def test_a_queued_job_whose_message_was_lost_is_sent_again(configured: dict[str, str]) -> None:
+    stale = make_job(configured, JobStatus.queued, 0, enqueued_at=LATER - timedelta(minutes=5))
+    fresh = make_job(configured, JobStatus.queued, 0, enqueued_at=LATER + timedelta(seconds=30))
+    result = reap()
+    assert stale in result.resent and fresh not in result.resent
+    assert row(stale).enqueued_at == LATER + timedelta(minutes=1)
+
+
+def test_terminal_jobs_are_never_touched(configured: dict[str, str]) -> None:
+    done = make_job(configured, JobStatus.succeeded, 1, lease_expires_at=LATER)
+    result = reap()
+    assert done not in result.requeued + result.failed + result.resent
+    assert row(done).status == JobStatus.succeeded
+
+
+def test_one_reaper_at_a_time(configured: dict[str, str]) -> None:
+    name = f"test-lock-{utcnow().timestamp()}"
+    with session_scope() as session:
+        assert reaper.acquire(session, name, "a", ttl_s=0.5)
+    with session_scope() as session:
+        assert not reaper.acquire(session, name, "b", ttl_s=0.5)
+        assert reaper.acquire(session, name, "a", ttl_s=0.5)  # the holder renews
+    time.sleep(0.6)
+    with session_scope() as session:
+        assert reaper.acquire(session, name, "b", ttl_s=5)  # a lapsed lease is taken over
+    with session_scope() as session:
+        assert not reaper.acquire(session, name, "a", ttl_s=5)
+
+
+def test_a_heartbeat_that_renewed_in_time_keeps_its_job(configured: dict[str, str]) -> None:
+    job_id = make_job(configured, JobStatus.running, 1, worker_id="w1", lease_expires_at=LATER)
+    with session_scope() as session:
+        job_state.heartbeat(session, job_id, 1, lease_s=3 * 3600, progress={})
+    assert job_id not in reap().requeued
+    assert row(job_id).status == JobStatus.running
