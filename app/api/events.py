@@ -31,18 +31,7 @@ def _poll(job_id: str, cursor: dict[str, int]) -> tuple[list[str], bool]:
         out = []
         for ev in jobs.job_events(session, job_id, cursor["event"]):
             cursor["event"] = ev.id
-            out.append(
-                _sse(
-                    "status",
-                    {
-                        "status": _status_of(ev.kind),
-                        "kind": ev.kind,
-                        "attempt": ev.attempt,
-                        "message": ev.message,
-                        "time": ev.time.isoformat(),
-                    },
-                )
-            )
+            out.append(_event_message(ev))
         by_epoch: dict[int, dict[str, Any]] = {}
         for m in jobs.metrics_since(session, job_id, cursor["metric"]):
             cursor["metric"] = m.id
@@ -64,8 +53,29 @@ def _poll(job_id: str, cursor: dict[str, int]) -> tuple[list[str], bool]:
         return out, ended
 
 
-def _status_of(kind: str) -> str:
-    return {"claimed": "running", "cancel_requested": "running"}.get(kind, kind)
+# Event kinds that move the job to a status; the others (checkpoint, resumed, resent,
+# cancel_requested, ...) are sent as "event" messages.
+STATUS_OF = {
+    "queued": "queued",
+    "claimed": "running",
+    "requeued": "queued",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+
+
+def _event_message(ev: Any) -> str:
+    body = {
+        "kind": ev.kind,
+        "attempt": ev.attempt,
+        "message": ev.message,
+        "time": ev.time.isoformat(),
+    }
+    status = STATUS_OF.get(ev.kind)
+    if status is None:
+        return _sse("event", body)
+    return _sse("status", {"status": status, **body})
 
 
 async def job_event_stream(job_id: str) -> AsyncIterator[str]:

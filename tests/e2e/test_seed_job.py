@@ -35,7 +35,9 @@ def test_seed_job_trains_registers_and_predicts(stack) -> None:  # type: ignore[
     assert done["progress"]["epoch"] == done["progress"]["epochs"] == 10
     assert done["progress"]["samples_per_s"] > 0
     assert set(done["metrics"]) >= {"train_loss", "val_loss", "val_accuracy"}
-    assert [e["kind"] for e in done["events"]] == ["queued", "claimed", "succeeded"]
+    kinds = [e["kind"] for e in done["events"]]
+    assert [k for k in kinds if k != "checkpoint"] == ["queued", "claimed", "succeeded"]
+    assert kinds.count("checkpoint") == 10
 
     history = api.http.get(f"/v1/jobs/{job['id']}/metrics").json()
     epochs = sorted({m["epoch"] for m in history})
@@ -44,7 +46,11 @@ def test_seed_job_trains_registers_and_predicts(stack) -> None:  # type: ignore[
     assert losses[-1] < losses[0] / 3, losses
 
     # one checkpoint per epoch was written; the newest ones are kept
-    ckpts = sorted((stack.data_dir / "artifacts" / "jobs" / job["id"]).glob("epoch-*.safetensors"))
+    ckpts = sorted(
+        (stack.data_dir / "artifacts" / "jobs" / job["id"] / "attempt-1").glob(
+            "epoch-*.safetensors"
+        )
+    )
     assert [p.name for p in ckpts][-1] == "epoch-0010.safetensors"
 
     version = api.http.get("/v1/models/seed-mlp/versions/1").json()
@@ -87,7 +93,9 @@ def test_progress_is_visible_while_running_and_cancel_stops_it(stack) -> None:  
     assert ended["progress"]["epoch"] < 1000
     assert api.http.post(f"/v1/jobs/{job['id']}/cancel").status_code == 409
     # the last epoch's checkpoint stays
-    assert list((stack.data_dir / "artifacts" / "jobs" / job["id"]).glob("epoch-*.safetensors"))
+    assert list(
+        (stack.data_dir / "artifacts" / "jobs" / job["id"]).glob("attempt-1/epoch-*.safetensors")
+    )
 
 
 def test_event_stream_ends_with_the_job(stack) -> None:  # type: ignore[no-untyped-def]
@@ -106,6 +114,9 @@ def test_event_stream_ends_with_the_job(stack) -> None:  # type: ignore[no-untyp
     assert kinds[-1] == "end" and events[-1][1]["status"] == "succeeded"
     assert [d["epoch"] for n, d in events if n == "metrics"] == [1, 2, 3]
     assert [d["status"] for n, d in events if n == "status"] == ["queued", "running", "succeeded"]
+    assert [d["message"] for n, d in events if n == "event"] == [
+        f"checkpoint at epoch {e}" for e in (1, 2, 3)
+    ]
 
 
 def test_requests_without_a_valid_key_get_401(stack) -> None:  # type: ignore[no-untyped-def]
