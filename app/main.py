@@ -13,7 +13,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.core.migrate import upgrade
 from app.services.auth import ensure_key
-from app.serving.cache import ModelCache
+from app.serving.service import Serving
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare(settings)
         yield
+        await app.state.serving.close()
 
     app = FastAPI(
         title="trainserve",
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Train PyTorch models and serve them behind one API.",
     )
-    app.state.model_cache = ModelCache(settings.model_cache_size)
+    app.state.serving = Serving(settings)
     errors.install(app)
     app.middleware("http")(metrics.record)
     app.add_middleware(

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.services.auth import Principal, authenticate
-from app.serving.cache import ModelCache
+from app.serving.service import Serving
 
 
 def get_session() -> Iterator[Session]:
@@ -32,16 +32,16 @@ def require(scope: str) -> Callable[[Principal], Principal]:
     return check
 
 
-def get_model_cache(request: Request) -> ModelCache:
-    cache: ModelCache = request.app.state.model_cache
-    return cache
+def get_serving(request: Request) -> Serving:
+    serving: Serving = request.app.state.serving
+    return serving
 
 
 # scope="function": the commit runs when the route returns, before the response is sent, so
 # a client that got its 2xx can read what it wrote (and a failed commit is its error, not a 2xx).
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-CacheDep = Annotated[ModelCache, Depends(get_model_cache)]
+ServingDep = Annotated[Serving, Depends(get_serving)]
 JobsWrite = Annotated[Principal, Depends(require("jobs:write"))]
 JobsRead = Annotated[Principal, Depends(require("jobs:read"))]
 ModelsRead = Annotated[Principal, Depends(require("models:read"))]

@@ -29,7 +29,7 @@ def _body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 async def app_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return JSONResponse(exc.to_body(), status_code=exc.status_code)
+    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=exc.headers)
 
 
 async def validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -3,7 +3,7 @@
 import time
 from collections.abc import Awaitable, Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -11,8 +11,8 @@ from starlette.responses import Response
 
 from app.models import Job, JobStatus
 from app.serving.cache import ModelCache
+from app.serving.metrics import REGISTRY
 
-REGISTRY = CollectorRegistry()
 REQUESTS = Counter(
     "trainserve_http_requests", "HTTP requests", ["method", "route", "status"], registry=REGISTRY
 )

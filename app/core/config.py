@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     max_predict_rows: int = Field(4096, ge=1)
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     model_cache_size: int = Field(16, ge=1)
+    # Dynamic batching: a forward pass takes up to batch_max_rows rows, waiting at most
+    # batch_max_delay_ms for them; at most predict_queue_rows rows wait per model (then 503).
+    batch_max_rows: int = Field(64, ge=1)
+    batch_max_delay_ms: float = Field(2.0, ge=0)
+    predict_queue_rows: int = Field(16384, ge=1)
+    predict_timeout_s: float = Field(30.0, gt=0)
     checkpoints_kept: int = Field(3, ge=1)
 
     # Dataset uploads. A file is refused with 413 past these, before anything is kept.

@@ -5,7 +5,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.core.errors import NotFound
+from app.core.errors import Conflict, NotFound
 from app.models import ModelAlias, ModelVersion, RegisteredModel
 from app.models.base import utcnow
 
@@ -111,4 +111,17 @@ def delete_alias(session: Session, name: str, alias: str) -> None:
     if row is None:
         get_model(session, name)
         raise NotFound(f"model '{name}' has no alias '{alias}'")
+    session.delete(row)
+
+
+def delete_version(session: Session, name: str, version: int) -> None:
+    """Refused while an alias points to it: moving `production` first is the safe order."""
+    row = get_version(session, name, version)
+    pointing = sorted(a for a, v in aliases(session, name).items() if v == version)
+    if pointing:
+        raise Conflict(
+            f"alias {', '.join(pointing)} points to version {version}; move it first",
+            code="version_in_use",
+            details={"aliases": pointing},
+        )
     session.delete(row)

@@ -40,6 +40,10 @@ class ModelCache:
                 self._insert(version_id, bundle)
             return bundle
 
+    def peek(self, version_id: int) -> ModelBundle | None:
+        """The loaded bundle, if it is loaded (never loads)."""
+        return self._lookup(version_id)
+
     def _lookup(self, version_id: int) -> ModelBundle | None:
         with self._lock:
             bundle = self._models.get(version_id)

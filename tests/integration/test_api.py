@@ -389,3 +389,35 @@ def test_cli_creates_a_scoped_key_that_works_at_once(
     _error(
         client.post("/v1/jobs", json=seed_spec("nope"), headers=headers), 403, "insufficient_scope"
     )
+
+
+def test_predict_metrics_per_model(client: TestClient) -> None:
+    fixed_model("metered", get_settings().data_dir)
+    for _ in range(3):
+        assert (
+            client.post("/v1/models/metered/predict", json={"inputs": [[1, 0], [0, 1]]}).status_code
+            == 200
+        )
+    client.post("/v1/models/metered/predict", json={"inputs": [[1, 2, 3]]})  # a 422
+    text = client.get("/metrics").text
+    assert 'trainserve_predict_requests_total{model="metered",status="200"} 3.0' in text
+    assert 'trainserve_predict_requests_total{model="metered",status="422"} 1.0' in text
+    assert 'trainserve_predict_rows_total{model="metered"} 6.0' in text
+    assert 'trainserve_predict_batch_rows_count{model="metered"} 3.0' in text
+    assert 'trainserve_predict_seconds_count{model="metered"} 3.0' in text
+    assert "trainserve_model_cache_loads" in text
+
+
+def test_a_version_an_alias_points_to_cannot_be_deleted(client: TestClient) -> None:
+    fixed_model("pruned", get_settings().data_dir)
+    fixed_model("pruned", get_settings().data_dir)
+    client.put("/v1/models/pruned/aliases/production", json={"version": 1})
+    body = _error(client.delete("/v1/models/pruned/versions/1"), 409, "version_in_use")
+    assert body["details"] == {"aliases": ["production"]}
+    assert client.delete("/v1/models/pruned/versions/2").status_code == 204
+    _error(client.get("/v1/models/pruned/versions/2"), 404)
+    assert (
+        client.post("/v1/models/pruned/predict", json={"inputs": [[1, 0]]}).json()["model_version"]
+        == 1
+    )
+    _error(client.delete("/v1/models/pruned/versions/9"), 404)

@@ -27,5 +27,5 @@ def readyz(session: SessionDep) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response)
 def prometheus(request: Request, session: SessionDep) -> Response:
-    body = metrics.render(session, request.app.state.model_cache)
+    body = metrics.render(session, request.app.state.serving.cache)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from app.api.deps import CacheDep, ModelsRead, ModelsWrite, Predict, SessionDep, SettingsDep
+from app.api.deps import ModelsRead, ModelsWrite, Predict, ServingDep, SessionDep, SettingsDep
 from app.schemas.model import (
     AliasPublic,
     AliasUpdate,
@@ -12,7 +12,6 @@ from app.schemas.model import (
     PredictRequest,
     PredictResponse,
 )
-from app.services import predict as predict_service
 from app.services import registry
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -48,6 +47,12 @@ def get_version(
     return ModelVersionPublic.model_validate(registry.get_version(session, name, version))
 
 
+@router.delete("/{name}/versions/{version}", status_code=204)
+def delete_version(name: ModelName, version: int, session: SessionDep, _: ModelsWrite) -> Response:
+    registry.delete_version(session, name, version)
+    return Response(status_code=204)
+
+
 @router.put("/{name}/aliases/{alias}", response_model=AliasPublic)
 def set_alias(
     name: ModelName, alias: AliasName, body: AliasUpdate, session: SessionDep, _: ModelsWrite
@@ -65,15 +70,15 @@ def delete_alias(
 
 
 @router.post("/{name}/predict", response_model=PredictResponse, response_model_exclude_none=True)
-def predict_default(
+async def predict_default(
     name: ModelName,
     body: PredictRequest,
     session: SessionDep,
     settings: SettingsDep,
-    cache: CacheDep,
+    serving: ServingDep,
     _: Predict,
 ) -> PredictResponse:
-    return predict_service.predict(session, cache, settings, name, None, body.inputs)
+    return await serving.handle(session, settings, name, None, body.inputs)
 
 
 @router.post(
@@ -81,13 +86,13 @@ def predict_default(
     response_model=PredictResponse,
     response_model_exclude_none=True,
 )
-def predict_version(
+async def predict_version(
     name: ModelName,
     ref: VersionRef,
     body: PredictRequest,
     session: SessionDep,
     settings: SettingsDep,
-    cache: CacheDep,
+    serving: ServingDep,
     _: Predict,
 ) -> PredictResponse:
-    return predict_service.predict(session, cache, settings, name, ref, body.inputs)
+    return await serving.handle(session, settings, name, ref, body.inputs)

@@ -1,0 +1,147 @@
+"""Dynamic batching, per loaded model version.
+
+Requests queue their rows; one task per version takes them in batches of at most
+`max_rows` rows (rows, not requests: a 64-row request counts 64), waiting at most
+`max_delay_s` after the first row for more, and runs each batch's forward pass on a worker
+thread so the event loop keeps accepting requests. The queue is bounded in rows: a request
+that would overflow it is refused at once (503 with Retry-After), and every wait has a
+timeout.
+"""
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import torch
+
+from app.core.errors import AppError
+from app.serving.predictor import Prediction
+
+Forward = Callable[[torch.Tensor], Prediction]
+
+
+class Overloaded(AppError):
+    status_code = 503
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, details={"retry_after_s": retry_after_s})
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+@dataclass
+class _Pending:
+    x: torch.Tensor  # (rows, ...) model input
+    future: asyncio.Future[Prediction]
+
+    @property
+    def rows(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_rows: int
+    max_delay_s: float
+    max_queue_rows: int
+    timeout_s: float
+
+
+class Batcher:
+    def __init__(
+        self,
+        forward: Forward,
+        policy: BatchPolicy,
+        executor: Executor,
+        on_batch: Callable[[int], None] = lambda rows: None,
+    ) -> None:
+        self.forward, self.policy, self.executor, self.on_batch = (
+            forward,
+            policy,
+            executor,
+            on_batch,
+        )
+        self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    async def submit(self, x: torch.Tensor) -> Prediction:
+        if self._queued_rows + x.shape[0] > self.policy.max_queue_rows:
+            raise Overloaded(
+                f"the model's queue is full ({self._queued_rows} rows waiting); retry shortly"
+            )
+        item = _Pending(x, asyncio.get_running_loop().create_future())
+        self._queue.append(item)
+        self._queued_rows += item.rows
+        self._wakeup.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        try:
+            return await asyncio.wait_for(asyncio.shield(item.future), self.policy.timeout_s)
+        except TimeoutError as exc:
+            item.future.cancel()  # the batch loop skips it if it has not run yet
+            raise Overloaded(
+                f"no result within {self.policy.timeout_s:.0f} s; retry shortly"
+            ) from exc
+
+    async def _run(self) -> None:
+        while self._queue:
+            await self._fill()
+            batch = self._take()
+            if batch:
+                await self._execute(batch)
+
+    async def _fill(self) -> None:
+        """Wait until max_rows are queued, or max_delay_s has passed since the first row."""
+        deadline = time.monotonic() + self.policy.max_delay_s
+        while self._queued_rows < self.policy.max_rows:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), left)
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        rows = 0
+        while self._queue and (not batch or rows + self._queue[0].rows <= self.policy.max_rows):
+            item = self._queue.popleft()
+            self._queued_rows -= item.rows
+            if not item.future.done():  # timed out or cancelled: drop it
+                batch.append(item)
+                rows += item.rows
+        return batch
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        x = torch.cat([item.x for item in batch]) if len(batch) > 1 else batch[0].x
+        self.on_batch(int(x.shape[0]))
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.forward, x
+            )
+        except Exception as exc:  # the batch's requests get the error; the loop goes on
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return
+        start = 0
+        for item in batch:
+            end = start + item.rows
+            part = Prediction(
+                result.predictions[start:end],
+                result.probabilities[start:end] if result.probabilities is not None else None,
+            )
+            if not item.future.done():
+                item.future.set_result(part)
+            start = end
