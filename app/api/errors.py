@@ -27,23 +27,32 @@ def _body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
-async def app_error(_: Request, exc: Exception) -> JSONResponse:
+def _respond(
+    request: Request, status: int, body: dict[str, Any], headers: Any = None
+) -> JSONResponse:
+    """The Open Inference Protocol's clients expect {"error": "<message>"} on /v2."""
+    if request.url.path.startswith("/v2/"):
+        body = {"error": body["error"]["message"]}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=exc.headers)
+    return _respond(request, exc.status_code, exc.to_body(), exc.headers)
 
 
-async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [_clean(e) for e in exc.errors()]
     if any(e["type"] == "json_invalid" for e in errors):
-        return JSONResponse(
-            _body("invalid_json", "the request body is not valid JSON", errors), status_code=400
+        return _respond(
+            request, 400, _body("invalid_json", "the request body is not valid JSON", errors)
         )
     first = errors[0] if errors else {"field": "body", "msg": "invalid request"}
     message = f"{first['field']}: {first['msg']}"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more)"
-    return JSONResponse(_body("validation_error", message, errors), status_code=422)
+    return _respond(request, 422, _body("validation_error", message, errors))
 
 
 def _clean(error: dict[str, Any]) -> dict[str, Any]:
@@ -58,18 +67,16 @@ def _clean(error: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def http_error(_: Request, exc: Exception) -> JSONResponse:
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return JSONResponse(
-        _body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
-    )
+    return _respond(request, exc.status_code, _body(code, str(exc.detail)), exc.headers)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # A 500 is a bug: log it with the trace, and give the client no internals.
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(_body("internal_error", "internal server error"), status_code=500)
+    return _respond(request, 500, _body("internal_error", "internal server error"))
 
 
 def install(app: FastAPI) -> None:

@@ -1,0 +1,104 @@
+"""The Open Inference Protocol (KServe V2) on the same models, so standard clients
+(tritonclient, KServe) work unchanged. Errors on /v2 are {"error": "..."}."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import Predict, ServingDep, SessionDep, SettingsDep, get_principal
+from app.core.errors import Unprocessable
+from app.schemas.v2 import InferRequest, InferResponse, ModelMetadata
+from app.services import health, registry
+from app.services.auth import Principal
+from app.serving import v2
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+Authenticated = Annotated[Principal, Depends(get_principal)]
+ModelName = Annotated[str, Path(max_length=100)]
+Ref = Annotated[str, Path(max_length=64)]
+
+
+@router.get("/health/live")
+def live(_: Authenticated) -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/health/ready")
+def ready(session: SessionDep, settings: SettingsDep, _: Authenticated) -> JSONResponse:
+    ok = all(c == "ok" for c in health.readiness(session, settings).values())
+    return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+
+@router.get("/models/{name}", response_model=ModelMetadata)
+@router.get("/models/{name}/versions/{ref}", response_model=ModelMetadata)
+def model_metadata(
+    name: ModelName, session: SessionDep, _: Predict, ref: Ref | None = None
+) -> ModelMetadata:
+    version = registry.resolve(session, name, ref)
+    return v2.metadata(name, registry.versions(session, name), version)
+
+
+@router.get("/models/{name}/ready")
+@router.get("/models/{name}/versions/{ref}/ready")
+async def model_ready(
+    name: ModelName,
+    session: SessionDep,
+    settings: SettingsDep,
+    serving: ServingDep,
+    _: Predict,
+    ref: Ref | None = None,
+) -> dict[str, Any]:
+    version = await run_in_threadpool(registry.resolve, session, name, ref)
+    await serving.load(
+        version.id, settings.artifacts_dir / version.checkpoint_path, version.checkpoint_sha256
+    )
+    return {"name": name, "ready": True}
+
+
+@router.post(
+    "/models/{name}/infer",
+    response_model=InferResponse,
+    response_model_exclude_none=True,
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/json": {"schema": InferRequest.model_json_schema()}},
+            "required": True,
+        }
+    },
+)
+@router.post(
+    "/models/{name}/versions/{ref}/infer",
+    response_model=InferResponse,
+    response_model_exclude_none=True,
+    include_in_schema=False,
+)
+async def infer(
+    name: ModelName,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    serving: ServingDep,
+    _: Predict,
+    ref: Ref | None = None,
+) -> InferResponse:
+    body = v2.parse_request(
+        await request.body(), request.headers.get("inference-header-content-length")
+    )
+    if len(body.inputs) != 1:
+        raise Unprocessable(f"these models take one input tensor, got {len(body.inputs)}")
+    result = await serving.handle(session, settings, name, ref, v2.tensor_rows(body.inputs[0]))
+    task = await run_in_threadpool(_task_of, session, name, result.model_version)
+    wanted = {o.name for o in body.outputs} if body.outputs else None
+    return InferResponse(
+        model_name=name,
+        model_version=str(result.model_version),
+        id=body.id,
+        outputs=v2.outputs(result, task, wanted),
+    )
+
+
+def _task_of(session: Session, name: str, version: int) -> str:
+    return registry.get_version(session, name, version).task
