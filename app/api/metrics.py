@@ -30,6 +30,9 @@ CACHE_LOADS = Gauge(
 CACHE_EVICTIONS = Gauge(
     "trainserve_model_cache_evictions", "Model versions evicted", registry=REGISTRY
 )
+CACHE_BYTES = Gauge(
+    "trainserve_model_cache_bytes", "Bytes of loaded model versions", registry=REGISTRY
+)
 
 
 async def record(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -50,4 +53,5 @@ def render(session: Session, cache: ModelCache) -> bytes:
         JOBS.labels(status.value).set(counts.get(status.value, 0))
     CACHE_LOADS.set(cache.loads)
     CACHE_EVICTIONS.set(cache.evictions)
+    CACHE_BYTES.set(cache.loaded_bytes)
     return generate_latest(REGISTRY)

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     max_predict_rows: int = Field(4096, ge=1)
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     model_cache_size: int = Field(16, ge=1)
+    model_cache_bytes: int = Field(2 * 1024**3, ge=1)  # loaded versions' tensors, per API process
     # Dynamic batching: a forward pass takes up to batch_max_rows rows, waiting at most
     # batch_max_delay_ms for them; at most predict_queue_rows rows wait per model (then 503).
     batch_max_rows: int = Field(64, ge=1)

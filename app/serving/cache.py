@@ -20,9 +20,19 @@ class ModelUnavailable(AppError):
     code = "model_unavailable"
 
 
+def bundle_bytes(bundle: ModelBundle) -> int:
+    """What a loaded version holds in memory: its tensors (weights, buffers, preprocessing)."""
+    return sum(t.numel() * t.element_size() for t in bundle.tensors().values())
+
+
 class ModelCache:
-    def __init__(self, capacity: int) -> None:
+    """Bounded by count and by memory: the least recently used versions go first, but the
+    newest load always stays, even alone over the budget."""
+
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self._sizes: dict[int, int] = {}
         self._models: OrderedDict[int, ModelBundle] = OrderedDict()
         self._locks: dict[int, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -65,10 +75,21 @@ class ModelCache:
         self.loads += 1
         return bundle
 
+    @property
+    def loaded_bytes(self) -> int:
+        return sum(self._sizes.values())
+
     def _insert(self, version_id: int, bundle: ModelBundle) -> None:
+        size = bundle_bytes(bundle)
         with self._lock:
             self._models[version_id] = bundle
-            while len(self._models) > self.capacity:
+            self._sizes[version_id] = size
+            while len(self._models) > 1 and self._over_budget():
                 evicted, _ = self._models.popitem(last=False)
+                self._sizes.pop(evicted, None)
                 self._locks.pop(evicted, None)
                 self.evictions += 1
+
+    def _over_budget(self) -> bool:
+        over_bytes = self.max_bytes is not None and self.loaded_bytes > self.max_bytes
+        return len(self._models) > self.capacity or over_bytes

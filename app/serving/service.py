@@ -23,7 +23,7 @@ from app.serving.predictor import Prediction, model_input, predict
 
 class Serving:
     def __init__(self, settings: Settings) -> None:
-        self.cache = ModelCache(settings.model_cache_size)
+        self.cache = ModelCache(settings.model_cache_size, settings.model_cache_bytes)
         self.policy = BatchPolicy(
             max_rows=settings.batch_max_rows,
             max_delay_s=settings.batch_max_delay_ms / 1000,
