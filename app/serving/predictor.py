@@ -48,7 +48,35 @@ def model_input(bundle: ModelBundle, inputs: list[Any]) -> torch.Tensor:
         return pre.encode_texts(_texts(inputs))
     if pre.kind == "image":
         return pre.batch(_images(inputs, pre.input_shape))
+    if pre.feature_names and any(isinstance(row, dict) for row in inputs):
+        inputs = [
+            _record(row, i, pre.feature_names) if isinstance(row, dict) else row
+            for i, row in enumerate(inputs)
+        ]
     return pre.tabular(rows_to_tensor(inputs, pre.input_shape[0]))
+
+
+def _record(row: dict[str, Any], index: int, names: list[str]) -> list[Any]:
+    """{"feature": value} → a row in feature order. A categorical column that training
+    one-hot encoded as "column=value" features takes its value: {"city": "lima"}."""
+    values: dict[str, Any] = dict.fromkeys(names)
+    for key, value in row.items():
+        if key in values:
+            values[key] = value
+            continue
+        one_hot = [n for n in names if n.startswith(f"{key}=")]
+        if not one_hot:
+            raise _bad_row(index, f"unknown feature '{str(key)[:100]}'")
+        if f"{key}={value}" not in values:
+            raise _bad_row(
+                index, f"'{str(value)[:100]}' is not a category of '{key}' seen in training"
+            )
+        for name in one_hot:
+            values[name] = 1.0 if name == f"{key}={value}" else 0.0
+    missing = [n for n, v in values.items() if v is None]
+    if missing:
+        raise _bad_row(index, f"missing features: {', '.join(missing[:10])}")
+    return list(values.values())
 
 
 def _texts(inputs: list[Any]) -> list[str]:

@@ -95,6 +95,21 @@ def test_csv_with_string_labels_and_categories(api: TestClient, worker: Proc) ->
         "/v1/models/csv-mlp/predict", json={"inputs": [[3.0, 0, 1], [-3.0, 1, 0]]}
     ).json()
     assert body["predictions"] == ["big", "small"]
+    records = [{"size": 3.0, "color": "red"}, {"color": "blue", "size": -3.0}]
+    by_name = api.post("/v1/models/csv-mlp/predict", json={"inputs": records}).json()
+    assert (
+        by_name["predictions"] == ["big", "small"]
+        and by_name["probabilities"] == body["probabilities"]
+    )
+    for record, needle in [
+        ({"size": 1.0}, "missing features: color=blue"),
+        ({"size": 1.0, "color": "green"}, "'green' is not a category of 'color'"),
+        ({"size": 1.0, "color": "red", "weight": 2}, "unknown feature 'weight'"),
+    ]:
+        response = api.post("/v1/models/csv-mlp/predict", json={"inputs": [record]})
+        assert response.status_code == 422 and needle in response.json()["error"]["message"], (
+            response.text
+        )
 
 
 def test_images_zip_trains_a_resnet_and_predicts_base64_images(
