@@ -75,6 +75,13 @@ def _running(job_id: str, attempt: int) -> Any:
     return (Job.id == job_id) & (Job.status == JobStatus.running) & (Job.attempt == attempt)
 
 
+def _update_running(session: Session, job_id: str, attempt: int, **values: Any) -> None:
+    """One guarded UPDATE of a running attempt's row; LeaseLost once it no longer owns the job."""
+    statement = update(Job).where(_running(job_id, attempt)).values(updated_at=utcnow(), **values)
+    if not execute_update(session, statement):
+        raise LeaseLost(job_id)
+
+
 def heartbeat(
     session: Session,
     job_id: str,
@@ -85,19 +92,14 @@ def heartbeat(
 ) -> Control:
     """Renew the lease and publish progress; LeaseLost if this attempt no longer owns the job."""
     now = utcnow()
-    renewed = execute_update(
+    _update_running(
         session,
-        update(Job)
-        .where(_running(job_id, attempt))
-        .values(
-            heartbeat_at=now,
-            lease_expires_at=now + timedelta(seconds=lease_s),
-            progress=progress,
-            updated_at=now,
-        ),
+        job_id,
+        attempt,
+        heartbeat_at=now,
+        lease_expires_at=now + timedelta(seconds=lease_s),
+        progress=progress,
     )
-    if not renewed:
-        raise LeaseLost(job_id)
     cancel = bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
     draining = node_id is not None and bool(
         session.scalar(select(WorkerNode.draining).where(WorkerNode.id == node_id))
@@ -107,21 +109,15 @@ def heartbeat(
 
 def requeue(session: Session, job_id: str, attempt: int, kind: str, reason: str) -> None:
     """Hand a running attempt's job back to the queue; the next claim resumes it."""
-    now = utcnow()
-    moved = execute_update(
+    _update_running(
         session,
-        update(Job)
-        .where(_running(job_id, attempt))
-        .values(
-            status=JobStatus.queued,
-            worker_id=None,
-            lease_expires_at=None,
-            enqueued_at=now,
-            updated_at=now,
-        ),
+        job_id,
+        attempt,
+        status=JobStatus.queued,
+        worker_id=None,
+        lease_expires_at=None,
+        enqueued_at=utcnow(),
     )
-    if not moved:
-        raise LeaseLost(job_id)
     add_event(session, job_id, attempt, kind, f"{reason}; requeued as attempt {attempt + 1}")
     enqueue_after_commit(session, TRAIN_TASK, [job_id])
 
@@ -157,20 +153,14 @@ def finish(
     model_version: int | None = None,
 ) -> None:
     """Move a running attempt to a terminal state; raise LeaseLost if it no longer owns the job."""
-    now = utcnow()
-    moved = execute_update(
+    _update_running(
         session,
-        update(Job)
-        .where(_running(job_id, attempt))
-        .values(
-            status=status,
-            status_message=message,
-            model_version=model_version,
-            finished_at=now,
-            updated_at=now,
-            lease_expires_at=None,
-        ),
+        job_id,
+        attempt,
+        status=status,
+        status_message=message,
+        model_version=model_version,
+        finished_at=utcnow(),
+        lease_expires_at=None,
     )
-    if not moved:
-        raise LeaseLost(job_id)
     add_event(session, job_id, attempt, str(status), message)
