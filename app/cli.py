@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from app.core.config import Settings, get_settings
+from app.schemas.key import Scope
 
 
 def _settings(data_dir: Path | None) -> Settings:
@@ -131,15 +132,53 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--name", required=True)
-@click.option("--scope", "scopes", multiple=True, default=["admin"], show_default=True)
-def keys_create(name: str, scopes: tuple[str, ...]) -> None:
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    default=["admin"],
+    show_default=True,
+    type=click.Choice([s.value for s in Scope]),
+)
+@click.option("--project", default="default", show_default=True)
+def keys_create(name: str, scopes: tuple[str, ...], project: str) -> None:
     """Create a key and print it once."""
     from app.core.db import session_scope
     from app.services.auth import create_key
 
     with session_scope() as session:
-        _, plaintext = create_key(session, name, list(scopes))
+        _, plaintext = create_key(session, name, list(scopes), project)
     click.echo(plaintext)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (never their secrets)."""
+    from app.core.db import session_scope
+    from app.services.auth import list_keys
+
+    with session_scope() as session:
+        for k in list_keys(session):
+            state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+            click.echo(
+                f"{k.id}  {k.prefix}…  {k.project}  {','.join(k.scopes)}  {k.name}  ({state})"
+            )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key; it stops working at once."""
+    from app.core.db import session_scope
+    from app.core.errors import NotFound
+    from app.services.auth import revoke_key
+
+    try:
+        with session_scope() as session:
+            revoke_key(session, key_id)
+    except NotFound as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"revoked {key_id}")
 
 
 class WorkerPool:

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from app.api import errors, metrics
 from app.api.limits import BodySizeLimit
-from app.api.routers import datasets, health, jobs, models, v2
+from app.api.routers import datasets, health, jobs, keys, models, v2
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.core.migrate import upgrade
@@ -51,6 +51,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_request_bytes,
         upload_max_bytes=settings.max_upload_bytes,
     )
-    for router in (health.router, jobs.router, models.router, datasets.router, v2.router):
+    for router in (
+        health.router,
+        jobs.router,
+        models.router,
+        datasets.router,
+        keys.router,
+        v2.router,
+    ):
         app.include_router(router)
     return app

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core.errors import Forbidden, Unauthorized
+from app.core.errors import Forbidden, NotFound, Unauthorized
 from app.models import ApiKey
 from app.models.base import utcnow
 
@@ -22,6 +22,11 @@ class Principal:
     key_id: str
     project: str
     scopes: frozenset[str]
+
+    @property
+    def tenant(self) -> str | None:
+        """The project whose resources this key sees; None (all of them) for an admin key."""
+        return None if "admin" in self.scopes else self.project
 
     def require(self, scope: str) -> None:
         if "admin" not in self.scopes and scope not in self.scopes:
@@ -83,3 +88,17 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
         row.last_used_at = now
     return Principal(key_id=row.id, project=row.project, scopes=frozenset(row.scopes))
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
+
+
+def revoke_key(session: Session, key_id: str) -> ApiKey:
+    """Revoked keys stop working on their next request: every request looks the key up."""
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFound(f"no key with id '{key_id}'")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row

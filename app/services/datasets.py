@@ -181,22 +181,26 @@ def _after_rollback(session: Session) -> None:
 # --- read, list, delete ---------------------------------------------------------------------
 
 
-def get_dataset(session: Session, dataset_id: str) -> Dataset:
+def get_dataset(session: Session, dataset_id: str, tenant: str | None = None) -> Dataset:
+    """Another project's dataset is a 404, exactly like one that does not exist."""
     row = session.get(Dataset, dataset_id)
-    if row is None:
+    if row is None or (tenant is not None and row.project != tenant):
         raise NotFound(f"no dataset with id '{dataset_id}'")
     return row
 
 
 def list_datasets(
-    session: Session, limit: int, cursor: str | None
+    session: Session, limit: int, cursor: str | None, tenant: str | None = None
 ) -> tuple[list[Dataset], str | None]:
-    return paginate(session, select(Dataset), Dataset, limit, cursor)
+    query = select(Dataset) if tenant is None else select(Dataset).where(Dataset.project == tenant)
+    return paginate(session, query, Dataset, limit, cursor)
 
 
-def delete_dataset(session: Session, settings: Settings, dataset_id: str) -> None:
+def delete_dataset(
+    session: Session, settings: Settings, dataset_id: str, tenant: str | None = None
+) -> None:
     """Refused while a queued or running job needs it; the files go once the delete commits."""
-    row = get_dataset(session, dataset_id)
+    row = get_dataset(session, dataset_id, tenant)
     jobs = active_jobs_using(session, dataset_id)
     if jobs:
         raise Conflict(
@@ -221,12 +225,12 @@ def active_jobs_using(session: Session, dataset_id: str) -> list[str]:
 # --- what a spec's dataset is ---------------------------------------------------------------
 
 
-def dataset_info(session: Session, ref: DatasetRef) -> DatasetInfo:
+def dataset_info(session: Session, ref: DatasetRef, tenant: str | None = None) -> DatasetInfo:
     """Kind, task and input shape of a builtin or an uploaded dataset; 422 naming the field if
-    it does not exist. Builtins never touch the session."""
+    it does not exist (or is another project's). Builtins never touch the session."""
     if ref.id is not None:
         row = session.get(Dataset, ref.id)
-        if row is None:
+        if row is None or (tenant is not None and row.project != tenant):
             raise _invalid_ref("dataset.id", f"no dataset with id '{ref.id}'")
         return _info_from_schema(row)
     builtin = BUILTINS.get(ref.builtin or "")

@@ -10,7 +10,7 @@ from app.core.queue import TRAIN_TASK, enqueue_after_commit
 from app.models import TERMINAL, Job, JobEvent, JobMetric, JobStatus
 from app.models.base import utcnow
 from app.schemas.job import JobSpec
-from app.services import spec_checks
+from app.services import registry, spec_checks
 from app.services.auth import Principal
 from app.services.datasets import dataset_info
 from app.services.job_state import add_event
@@ -21,7 +21,9 @@ def _invalid(field: str, message: str) -> Unprocessable:
     return Unprocessable(f"{field}: {message}", details=[{"loc": field.split("."), "msg": message}])
 
 
-def validate_spec(session: Session, spec: JobSpec, settings: Settings) -> None:
+def validate_spec(
+    session: Session, spec: JobSpec, settings: Settings, tenant: str | None = None
+) -> None:
     """What the schema alone cannot check: datasets that exist, fit, and the explicit limits."""
     training = spec.training
     if training.epochs > settings.max_epochs:
@@ -35,7 +37,7 @@ def validate_spec(session: Session, spec: JobSpec, settings: Settings) -> None:
     if any(h > settings.max_hidden_units for h in spec.model.hidden):
         raise _invalid("model.hidden", f"at most {settings.max_hidden_units} units per layer")
     # The dataset: a builtin, or an upload that exists (422 naming dataset.builtin / dataset.id).
-    info = dataset_info(session, spec.dataset)
+    info = dataset_info(session, spec.dataset, tenant)
     name = spec.dataset.builtin or spec.dataset.id or ""
     spec_checks.check_fit(spec, info.kind, info.task, info.classes, name)
     spec_checks.check_device(session, training.device)
@@ -49,7 +51,8 @@ def submit_job(
     idempotency_key: str | None,
 ) -> tuple[Job, bool]:
     """Create a queued job and send it after the commit. Returns (job, created)."""
-    validate_spec(session, spec, settings)
+    validate_spec(session, spec, settings, principal.tenant)
+    registry.check_name_available(session, spec.model_name, principal.project)
     body = spec.model_dump(mode="json")
     if idempotency_key is not None:
         existing = _by_idempotency_key(session, principal, idempotency_key)
@@ -88,24 +91,29 @@ def _by_idempotency_key(session: Session, principal: Principal, key: str) -> Job
     return session.scalar(select(Job).where(Job.idempotency_key == _scoped_key(principal, key)))
 
 
-def get_job(session: Session, job_id: str) -> Job:
+def get_job(session: Session, job_id: str, tenant: str | None = None) -> Job:
+    """Another project's job is a 404, exactly like one that does not exist."""
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or (tenant is not None and job.project != tenant):
         raise NotFound(f"no job with id '{job_id}'")
     return job
 
 
 def list_jobs(
-    session: Session, status: JobStatus | None, limit: int, cursor: str | None
+    session: Session,
+    status: JobStatus | None,
+    limit: int,
+    cursor: str | None,
+    tenant: str | None = None,
 ) -> tuple[list[Job], str | None]:
-    query = select(Job)
+    query = select(Job) if tenant is None else select(Job).where(Job.project == tenant)
     if status is not None:
         query = query.where(Job.status == status)
     return paginate(session, query, Job, limit, cursor)
 
 
-def job_metrics(session: Session, job_id: str) -> list[JobMetric]:
-    get_job(session, job_id)
+def job_metrics(session: Session, job_id: str, tenant: str | None = None) -> list[JobMetric]:
+    get_job(session, job_id, tenant)
     query = select(JobMetric).where(JobMetric.job_id == job_id).order_by(JobMetric.id)
     return list(session.scalars(query))
 
@@ -128,9 +136,9 @@ def metrics_since(session: Session, job_id: str, after_id: int) -> list[JobMetri
     return list(session.scalars(query))
 
 
-def cancel_job(session: Session, job_id: str) -> Job:
+def cancel_job(session: Session, job_id: str, tenant: str | None = None) -> Job:
     """A queued job is cancelled at once; a running one is flagged and stops at a step boundary."""
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, tenant)
     now = utcnow()
     cancelled = execute_update(
         session,

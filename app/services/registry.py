@@ -29,7 +29,18 @@ def register_version(
     return row
 
 
-def list_models(session: Session) -> list[tuple[RegisteredModel, int | None]]:
+def check_name_available(session: Session, name: str, project: str) -> None:
+    """Model names are global: a job may not add versions to another project's model."""
+    owner = session.scalar(select(RegisteredModel.project).where(RegisteredModel.name == name))
+    if owner is not None and owner != project:
+        raise Conflict(
+            f"model_name: '{name}' is not available; choose another name", code="model_name_taken"
+        )
+
+
+def list_models(
+    session: Session, tenant: str | None = None
+) -> list[tuple[RegisteredModel, int | None]]:
     latest = (
         select(ModelVersion.model_name, func.max(ModelVersion.version).label("latest"))
         .group_by(ModelVersion.model_name)
@@ -40,12 +51,15 @@ def list_models(session: Session) -> list[tuple[RegisteredModel, int | None]]:
         .outerjoin(latest, latest.c.model_name == RegisteredModel.name)
         .order_by(RegisteredModel.name)
     )
+    if tenant is not None:
+        query = query.where(RegisteredModel.project == tenant)
     return [(model, version) for model, version in session.execute(query)]
 
 
-def get_model(session: Session, name: str) -> RegisteredModel:
+def get_model(session: Session, name: str, tenant: str | None = None) -> RegisteredModel:
+    """Another project's model is a 404, exactly like one that does not exist."""
     model = session.get(RegisteredModel, name)
-    if model is None:
+    if model is None or (tenant is not None and model.project != tenant):
         raise NotFound(f"no model named '{name}'")
     return model
 
@@ -62,7 +76,10 @@ def aliases(session: Session, name: str) -> dict[str, int]:
     return {row.alias: row.version for row in session.scalars(query)}
 
 
-def get_version(session: Session, name: str, version: int) -> ModelVersion:
+def get_version(
+    session: Session, name: str, version: int, tenant: str | None = None
+) -> ModelVersion:
+    _check_tenant(session, name, tenant)
     row = session.scalar(
         select(ModelVersion).where(ModelVersion.model_name == name, ModelVersion.version == version)
     )
@@ -72,8 +89,11 @@ def get_version(session: Session, name: str, version: int) -> ModelVersion:
     return row
 
 
-def resolve(session: Session, name: str, ref: str | None) -> ModelVersion:
+def resolve(
+    session: Session, name: str, ref: str | None, tenant: str | None = None
+) -> ModelVersion:
     """A version number, an alias, or (no ref) alias 'production' if set, else the latest."""
+    _check_tenant(session, name, tenant)
     if ref is not None and ref.isdigit():
         return get_version(session, name, int(ref))
     alias = session.get(ModelAlias, (name, ref or DEFAULT_ALIAS))
@@ -94,7 +114,10 @@ def resolve(session: Session, name: str, ref: str | None) -> ModelVersion:
     return latest
 
 
-def set_alias(session: Session, name: str, alias: str, version: int) -> ModelAlias:
+def set_alias(
+    session: Session, name: str, alias: str, version: int, tenant: str | None = None
+) -> ModelAlias:
+    _check_tenant(session, name, tenant)
     get_version(session, name, version)
     row = session.get(ModelAlias, (name, alias))
     if row is None:
@@ -106,7 +129,8 @@ def set_alias(session: Session, name: str, alias: str, version: int) -> ModelAli
     return row
 
 
-def delete_alias(session: Session, name: str, alias: str) -> None:
+def delete_alias(session: Session, name: str, alias: str, tenant: str | None = None) -> None:
+    _check_tenant(session, name, tenant)
     row = session.get(ModelAlias, (name, alias))
     if row is None:
         get_model(session, name)
@@ -114,8 +138,9 @@ def delete_alias(session: Session, name: str, alias: str) -> None:
     session.delete(row)
 
 
-def delete_version(session: Session, name: str, version: int) -> None:
+def delete_version(session: Session, name: str, version: int, tenant: str | None = None) -> None:
     """Refused while an alias points to it: moving `production` first is the safe order."""
+    _check_tenant(session, name, tenant)
     row = get_version(session, name, version)
     pointing = sorted(a for a, v in aliases(session, name).items() if v == version)
     if pointing:
@@ -125,3 +150,8 @@ def delete_version(session: Session, name: str, version: int) -> None:
             details={"aliases": pointing},
         )
     session.delete(row)
+
+
+def _check_tenant(session: Session, name: str, tenant: str | None) -> None:
+    if tenant is not None:
+        get_model(session, name, tenant)

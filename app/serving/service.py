@@ -36,7 +36,13 @@ class Serving:
         self._batchers: dict[int, tuple[ModelBundle, Batcher]] = {}
 
     async def handle(
-        self, session: Session, settings: Settings, name: str, ref: str | None, inputs: list[Any]
+        self,
+        session: Session,
+        settings: Settings,
+        name: str,
+        ref: str | None,
+        inputs: list[Any],
+        tenant: str | None = None,
     ) -> PredictResponse:
         """One predict request: resolve the version now (an alias moved since is not seen by
         this request), load it once, batch its rows with other requests', answer."""
@@ -46,7 +52,7 @@ class Serving:
                 code="too_many_rows",
             )
         started = time.perf_counter()
-        version = await run_in_threadpool(registry.resolve, session, name, ref)
+        version = await run_in_threadpool(registry.resolve, session, name, ref, tenant)
         path = settings.artifacts_dir / version.checkpoint_path
         try:
             bundle = await self.load(version.id, path, version.checkpoint_sha256)

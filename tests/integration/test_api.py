@@ -38,13 +38,14 @@ def _error(response: Any, status: int, code: str | None = None) -> dict[str, Any
     return error
 
 
-def fixed_model(name: str, data_dir: Path) -> int:
+def fixed_model(name: str, data_dir: Path, project: str = "default") -> int:
     """Register a 2-2-2 MLP with identity weights: logits equal relu(x)."""
     model = identity_mlp()
     bundle = tabular_bundle(model, ["cat", "dog"], [0.0, 0.0], [1.0, 1.0])
     with session_scope() as session:
         job = Job(
             model_name=name,
+            project=project,
             spec=seed_spec(name),
             status=JobStatus.succeeded,
             progress={},
@@ -57,7 +58,7 @@ def fixed_model(name: str, data_dir: Path) -> int:
         row = registry.register_version(
             session,
             model_name=name,
-            project="default",
+            project=project,
             job_id=job.id,
             task="classification",
             spec=job.spec,

@@ -35,24 +35,24 @@ def upload_dataset(
 @router.get("", response_model=DatasetPage)
 def list_datasets(
     session: SessionDep,
-    _: JobsRead,
+    principal: JobsRead,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> DatasetPage:
-    items, next_cursor = datasets.list_datasets(session, limit, cursor)
+    items, next_cursor = datasets.list_datasets(session, limit, cursor, principal.tenant)
     return DatasetPage(
         items=[DatasetPublic.model_validate(d) for d in items], next_cursor=next_cursor
     )
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)
-def get_dataset(dataset_id: str, session: SessionDep, _: JobsRead) -> DatasetPublic:
-    return DatasetPublic.model_validate(datasets.get_dataset(session, dataset_id))
+def get_dataset(dataset_id: str, session: SessionDep, principal: JobsRead) -> DatasetPublic:
+    return DatasetPublic.model_validate(datasets.get_dataset(session, dataset_id, principal.tenant))
 
 
 @router.delete("/{dataset_id}", status_code=204, response_class=Response)
 def delete_dataset(
-    dataset_id: str, session: SessionDep, settings: SettingsDep, _: JobsWrite
+    dataset_id: str, session: SessionDep, settings: SettingsDep, principal: JobsWrite
 ) -> Response:
-    datasets.delete_dataset(session, settings, dataset_id)
+    datasets.delete_dataset(session, settings, dataset_id, principal.tenant)
     return Response(status_code=204)

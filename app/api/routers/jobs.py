@@ -32,7 +32,7 @@ def submit_job(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     if dry_run:
-        jobs.validate_spec(session, spec, settings)
+        jobs.validate_spec(session, spec, settings, principal.tenant)
         result = DryRunResult(valid=True, spec=spec.model_dump(mode="json"))
         return JSONResponse(result.model_dump(mode="json"), status_code=200)
     job, _created = jobs.submit_job(session, spec, principal, settings, idempotency_key)
@@ -42,30 +42,31 @@ def submit_job(
 @router.get("", response_model=JobPage)
 def list_jobs(
     session: SessionDep,
-    _: JobsRead,
+    principal: JobsRead,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JobPage:
-    items, next_cursor = jobs.list_jobs(session, status, limit, cursor)
+    items, next_cursor = jobs.list_jobs(session, status, limit, cursor, principal.tenant)
     return JobPage(items=[JobPublic.model_validate(j) for j in items], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobDetail)
-def get_job(job_id: str, session: SessionDep, _: JobsRead) -> JobDetail:
-    detail = JobDetail.model_validate(jobs.get_job(session, job_id))
+def get_job(job_id: str, session: SessionDep, principal: JobsRead) -> JobDetail:
+    detail = JobDetail.model_validate(jobs.get_job(session, job_id, principal.tenant))
     detail.events = [JobEventPublic.model_validate(e) for e in jobs.job_events(session, job_id)]
     return detail
 
 
 @router.get("/{job_id}/metrics", response_model=list[MetricPoint])
-def get_metrics(job_id: str, session: SessionDep, _: JobsRead) -> list[MetricPoint]:
-    return [MetricPoint.model_validate(m) for m in jobs.job_metrics(session, job_id)]
+def get_metrics(job_id: str, session: SessionDep, principal: JobsRead) -> list[MetricPoint]:
+    points = jobs.job_metrics(session, job_id, principal.tenant)
+    return [MetricPoint.model_validate(m) for m in points]
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse)
-def stream_events(job_id: str, session: SessionDep, _: JobsRead) -> StreamingResponse:
-    jobs.get_job(session, job_id)
+def stream_events(job_id: str, session: SessionDep, principal: JobsRead) -> StreamingResponse:
+    jobs.get_job(session, job_id, principal.tenant)
     return StreamingResponse(
         job_event_stream(job_id),
         media_type="text/event-stream",
@@ -74,5 +75,5 @@ def stream_events(job_id: str, session: SessionDep, _: JobsRead) -> StreamingRes
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobPublic)
-def cancel_job(job_id: str, session: SessionDep, _: JobsWrite) -> JobPublic:
-    return JobPublic.model_validate(jobs.cancel_job(session, job_id))
+def cancel_job(job_id: str, session: SessionDep, principal: JobsWrite) -> JobPublic:
+    return JobPublic.model_validate(jobs.cancel_job(session, job_id, principal.tenant))

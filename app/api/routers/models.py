@@ -22,16 +22,16 @@ VersionRef = Annotated[str, Path(max_length=64)]
 
 
 @router.get("", response_model=list[ModelSummary])
-def list_models(session: SessionDep, _: ModelsRead) -> list[ModelSummary]:
+def list_models(session: SessionDep, principal: ModelsRead) -> list[ModelSummary]:
     return [
         ModelSummary(name=m.name, latest_version=v, created_at=m.created_at)
-        for m, v in registry.list_models(session)
+        for m, v in registry.list_models(session, principal.tenant)
     ]
 
 
 @router.get("/{name}", response_model=ModelDetail)
-def get_model(name: ModelName, session: SessionDep, _: ModelsRead) -> ModelDetail:
-    model = registry.get_model(session, name)
+def get_model(name: ModelName, session: SessionDep, principal: ModelsRead) -> ModelDetail:
+    model = registry.get_model(session, name, principal.tenant)
     return ModelDetail(
         name=model.name,
         created_at=model.created_at,
@@ -42,30 +42,37 @@ def get_model(name: ModelName, session: SessionDep, _: ModelsRead) -> ModelDetai
 
 @router.get("/{name}/versions/{version}", response_model=ModelVersionPublic)
 def get_version(
-    name: ModelName, version: int, session: SessionDep, _: ModelsRead
+    name: ModelName, version: int, session: SessionDep, principal: ModelsRead
 ) -> ModelVersionPublic:
-    return ModelVersionPublic.model_validate(registry.get_version(session, name, version))
+    row = registry.get_version(session, name, version, principal.tenant)
+    return ModelVersionPublic.model_validate(row)
 
 
 @router.delete("/{name}/versions/{version}", status_code=204)
-def delete_version(name: ModelName, version: int, session: SessionDep, _: ModelsWrite) -> Response:
-    registry.delete_version(session, name, version)
+def delete_version(
+    name: ModelName, version: int, session: SessionDep, principal: ModelsWrite
+) -> Response:
+    registry.delete_version(session, name, version, principal.tenant)
     return Response(status_code=204)
 
 
 @router.put("/{name}/aliases/{alias}", response_model=AliasPublic)
 def set_alias(
-    name: ModelName, alias: AliasName, body: AliasUpdate, session: SessionDep, _: ModelsWrite
+    name: ModelName,
+    alias: AliasName,
+    body: AliasUpdate,
+    session: SessionDep,
+    principal: ModelsWrite,
 ) -> AliasPublic:
-    row = registry.set_alias(session, name, alias, body.version)
+    row = registry.set_alias(session, name, alias, body.version, principal.tenant)
     return AliasPublic(model_name=row.model_name, alias=row.alias, version=row.version)
 
 
 @router.delete("/{name}/aliases/{alias}", status_code=204)
 def delete_alias(
-    name: ModelName, alias: AliasName, session: SessionDep, _: ModelsWrite
+    name: ModelName, alias: AliasName, session: SessionDep, principal: ModelsWrite
 ) -> Response:
-    registry.delete_alias(session, name, alias)
+    registry.delete_alias(session, name, alias, principal.tenant)
     return Response(status_code=204)
 
 
@@ -76,9 +83,9 @@ async def predict_default(
     session: SessionDep,
     settings: SettingsDep,
     serving: ServingDep,
-    _: Predict,
+    principal: Predict,
 ) -> PredictResponse:
-    return await serving.handle(session, settings, name, None, body.inputs)
+    return await serving.handle(session, settings, name, None, body.inputs, principal.tenant)
 
 
 @router.post(
@@ -93,6 +100,6 @@ async def predict_version(
     session: SessionDep,
     settings: SettingsDep,
     serving: ServingDep,
-    _: Predict,
+    principal: Predict,
 ) -> PredictResponse:
-    return await serving.handle(session, settings, name, ref, body.inputs)
+    return await serving.handle(session, settings, name, ref, body.inputs, principal.tenant)

@@ -35,9 +35,9 @@ def ready(session: SessionDep, settings: SettingsDep, _: Authenticated) -> JSONR
 @router.get("/models/{name}", response_model=ModelMetadata)
 @router.get("/models/{name}/versions/{ref}", response_model=ModelMetadata)
 def model_metadata(
-    name: ModelName, session: SessionDep, _: Predict, ref: Ref | None = None
+    name: ModelName, session: SessionDep, principal: Predict, ref: Ref | None = None
 ) -> ModelMetadata:
-    version = registry.resolve(session, name, ref)
+    version = registry.resolve(session, name, ref, principal.tenant)
     return v2.metadata(name, registry.versions(session, name), version)
 
 
@@ -48,10 +48,10 @@ async def model_ready(
     session: SessionDep,
     settings: SettingsDep,
     serving: ServingDep,
-    _: Predict,
+    principal: Predict,
     ref: Ref | None = None,
 ) -> dict[str, Any]:
-    version = await run_in_threadpool(registry.resolve, session, name, ref)
+    version = await run_in_threadpool(registry.resolve, session, name, ref, principal.tenant)
     await serving.load(
         version.id, settings.artifacts_dir / version.checkpoint_path, version.checkpoint_sha256
     )
@@ -81,7 +81,7 @@ async def infer(
     session: SessionDep,
     settings: SettingsDep,
     serving: ServingDep,
-    _: Predict,
+    principal: Predict,
     ref: Ref | None = None,
 ) -> InferResponse:
     body = v2.parse_request(
@@ -89,7 +89,9 @@ async def infer(
     )
     if len(body.inputs) != 1:
         raise Unprocessable(f"these models take one input tensor, got {len(body.inputs)}")
-    result = await serving.handle(session, settings, name, ref, v2.tensor_rows(body.inputs[0]))
+    result = await serving.handle(
+        session, settings, name, ref, v2.tensor_rows(body.inputs[0]), principal.tenant
+    )
     task = await run_in_threadpool(_task_of, session, name, result.model_version)
     wanted = {o.name for o in body.outputs} if body.outputs else None
     return InferResponse(

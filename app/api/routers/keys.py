@@ -1,0 +1,30 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from app.api.deps import SessionDep, require
+from app.schemas.key import KeyCreate, KeyCreated, KeyPublic
+from app.services import auth
+from app.services.auth import Principal
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+Admin = Annotated[Principal, Depends(require("admin"))]
+
+
+@router.post("", status_code=201, response_model=KeyCreated)
+def create_key(body: KeyCreate, session: SessionDep, _: Admin) -> KeyCreated:
+    row, plaintext = auth.create_key(
+        session, body.name, [s.value for s in body.scopes], body.project
+    )
+    return KeyCreated(**KeyPublic.model_validate(row).model_dump(), key=plaintext)
+
+
+@router.get("", response_model=list[KeyPublic])
+def list_keys(session: SessionDep, _: Admin) -> list[KeyPublic]:
+    return [KeyPublic.model_validate(k) for k in auth.list_keys(session)]
+
+
+@router.delete("/{key_id}", status_code=204, response_class=Response)
+def revoke_key(key_id: str, session: SessionDep, _: Admin) -> Response:
+    auth.revoke_key(session, key_id)
+    return Response(status_code=204)

@@ -1,0 +1,42 @@
+"""API keys: scopes, and what the API shows of a key (the secret itself only once)."""
+
+import enum
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.schemas.job import NAME_PATTERN
+
+
+class Scope(enum.StrEnum):
+    admin = "admin"  # everything, in every project, and key management
+    jobs_write = "jobs:write"  # submit and cancel jobs, upload and delete datasets
+    jobs_read = "jobs:read"
+    models_write = "models:write"  # aliases, deleting versions
+    models_read = "models:read"
+    predict = "predict"
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
+    project: str = Field("default", pattern=NAME_PATTERN)
+
+
+class KeyPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    prefix: str  # the key's first characters, to tell keys apart
+    scopes: list[str]
+    project: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyPublic):
+    key: str  # shown once, never stored
