@@ -3,11 +3,12 @@
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
+from app.schemas.job import ID_PATTERN, NAME_PATTERN
 from app.services.auth import Principal, authenticate
 from app.serving.service import Serving
 
@@ -39,6 +40,12 @@ def get_serving(request: Request) -> Serving:
 
 # scope="function": the commit runs when the route returns, before the response is sent, so
 # a client that got its 2xx can read what it wrote (and a failed commit is its error, not a 2xx).
+# Path parameters: ids are server-made UUIDs, names and refs the spec's own patterns, so a
+# NUL byte, a slash or a 10 kB string is a 422 before it reaches the database.
+Id = Annotated[str, Path(pattern=ID_PATTERN)]
+ModelName = Annotated[str, Path(pattern=NAME_PATTERN)]
+VersionRef = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServingDep = Annotated[Serving, Depends(get_serving)]

@@ -47,7 +47,7 @@ async def record(request: Request, call_next: Callable[[Request], Awaitable[Resp
 
 def render(session: Session, cache: ModelCache) -> bytes:
     counts = dict(
-        session.execute(select(Job.status, func.count()).group_by(Job.status)).tuples().all()
+        session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
     )
     for status in JobStatus:
         JOBS.labels(status.value).set(counts.get(status.value, 0))

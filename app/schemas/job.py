@@ -7,6 +7,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
+# free text stored as given (key and dataset names): no control characters, no NUL
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 
 
 class Arch(enum.StrEnum):
@@ -30,8 +33,8 @@ class Strict(BaseModel):
 
 
 class DatasetRef(Strict):
-    builtin: str | None = Field(None, max_length=100)
-    id: str | None = Field(None, max_length=100)
+    builtin: str | None = Field(None, pattern=NAME_PATTERN)
+    id: str | None = Field(None, pattern=ID_PATTERN)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "DatasetRef":

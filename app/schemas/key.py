@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.job import NAME_PATTERN
+from app.schemas.job import NAME_PATTERN, TEXT_PATTERN
 
 
 class Scope(enum.StrEnum):
@@ -20,7 +20,7 @@ class Scope(enum.StrEnum):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
     scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
     project: str = Field("default", pattern=NAME_PATTERN)
 

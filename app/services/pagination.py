@@ -2,6 +2,7 @@
 however many rows are added while a client walks them."""
 
 import base64
+import re
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -9,6 +10,9 @@ from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from app.core.errors import Unprocessable
+from app.schemas.job import ID_PATTERN
+
+ID = re.compile(ID_PATTERN)
 
 Row = TypeVar("Row")
 
@@ -41,7 +45,7 @@ def _decode(cursor: str) -> tuple[datetime, str]:
         when = datetime.fromisoformat(created_at)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _bad_cursor() from exc
-    if when.tzinfo is None:
+    if when.tzinfo is None or not ID.match(last_id):
         raise _bad_cursor()
     return when, last_id
 

@@ -10,6 +10,7 @@ from app.models import ModelAlias, ModelVersion, RegisteredModel
 from app.models.base import utcnow
 
 DEFAULT_ALIAS = "production"
+MAX_VERSION = 2**31 - 1
 
 
 def register_version(
@@ -80,6 +81,9 @@ def get_version(
     session: Session, name: str, version: int, tenant: str | None = None
 ) -> ModelVersion:
     _check_tenant(session, name, tenant)
+    if not 1 <= version <= MAX_VERSION:  # versions are INT columns: a bigger number is none
+        get_model(session, name)
+        raise NotFound(f"model '{name}' has no version {version}")
     row = session.scalar(
         select(ModelVersion).where(ModelVersion.model_name == name, ModelVersion.version == version)
     )

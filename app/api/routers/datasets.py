@@ -2,9 +2,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
-from app.api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep
+from app.api.deps import Id, JobsRead, JobsWrite, SessionDep, SettingsDep
 from app.schemas.dataset import DatasetFormat, DatasetPage, DatasetPublic
-from app.schemas.job import Task
+from app.schemas.job import TEXT_PATTERN, Task
 from app.services import datasets
 from app.services.dataset_parsers import UploadOptions
 
@@ -17,9 +17,9 @@ def upload_dataset(
     settings: SettingsDep,
     principal: JobsWrite,
     file: Annotated[UploadFile, File()],
-    name: Annotated[str, Form(min_length=1, max_length=100)],
+    name: Annotated[str, Form(min_length=1, max_length=100, pattern=TEXT_PATTERN)],
     dataset_format: Annotated[DatasetFormat, Form(alias="format")],
-    target: Annotated[str | None, Form(max_length=200)] = None,
+    target: Annotated[str | None, Form(max_length=200, pattern=TEXT_PATTERN)] = None,
     task: Annotated[Task | None, Form()] = None,
     image_size: Annotated[int, Form()] = 32,
     channels: Annotated[int | None, Form()] = None,
@@ -46,13 +46,13 @@ def list_datasets(
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)
-def get_dataset(dataset_id: str, session: SessionDep, principal: JobsRead) -> DatasetPublic:
+def get_dataset(dataset_id: Id, session: SessionDep, principal: JobsRead) -> DatasetPublic:
     return DatasetPublic.model_validate(datasets.get_dataset(session, dataset_id, principal.tenant))
 
 
 @router.delete("/{dataset_id}", status_code=204, response_class=Response)
 def delete_dataset(
-    dataset_id: str, session: SessionDep, settings: SettingsDep, principal: JobsWrite
+    dataset_id: Id, session: SessionDep, settings: SettingsDep, principal: JobsWrite
 ) -> Response:
     datasets.delete_dataset(session, settings, dataset_id, principal.tenant)
     return Response(status_code=204)

@@ -3,7 +3,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from app.api.deps import JobsRead, JobsWrite, SessionDep, SettingsDep
+from app.api.deps import Id, JobsRead, JobsWrite, SessionDep, SettingsDep
 from app.api.events import job_event_stream
 from app.models import JobStatus
 from app.schemas.job import (
@@ -29,7 +29,9 @@ def submit_job(
     settings: SettingsDep,
     principal: JobsWrite,
     dry_run: bool = False,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=200, pattern=r"^[\x21-\x7e]+$")
+    ] = None,
 ) -> Any:
     if dry_run:
         jobs.validate_spec(session, spec, settings, principal.tenant)
@@ -52,20 +54,20 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobDetail)
-def get_job(job_id: str, session: SessionDep, principal: JobsRead) -> JobDetail:
+def get_job(job_id: Id, session: SessionDep, principal: JobsRead) -> JobDetail:
     detail = JobDetail.model_validate(jobs.get_job(session, job_id, principal.tenant))
     detail.events = [JobEventPublic.model_validate(e) for e in jobs.job_events(session, job_id)]
     return detail
 
 
 @router.get("/{job_id}/metrics", response_model=list[MetricPoint])
-def get_metrics(job_id: str, session: SessionDep, principal: JobsRead) -> list[MetricPoint]:
+def get_metrics(job_id: Id, session: SessionDep, principal: JobsRead) -> list[MetricPoint]:
     points = jobs.job_metrics(session, job_id, principal.tenant)
     return [MetricPoint.model_validate(m) for m in points]
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse)
-def stream_events(job_id: str, session: SessionDep, principal: JobsRead) -> StreamingResponse:
+def stream_events(job_id: Id, session: SessionDep, principal: JobsRead) -> StreamingResponse:
     jobs.get_job(session, job_id, principal.tenant)
     return StreamingResponse(
         job_event_stream(job_id),
@@ -75,5 +77,5 @@ def stream_events(job_id: str, session: SessionDep, principal: JobsRead) -> Stre
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobPublic)
-def cancel_job(job_id: str, session: SessionDep, principal: JobsWrite) -> JobPublic:
+def cancel_job(job_id: Id, session: SessionDep, principal: JobsWrite) -> JobPublic:
     return JobPublic.model_validate(jobs.cancel_job(session, job_id, principal.tenant))

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from app.api.deps import SessionDep, require
+from app.api.deps import Id, SessionDep, require
 from app.schemas.key import KeyCreate, KeyCreated, KeyPublic
 from app.services import auth
 from app.services.auth import Principal
@@ -25,6 +25,6 @@ def list_keys(session: SessionDep, _: Admin) -> list[KeyPublic]:
 
 
 @router.delete("/{key_id}", status_code=204, response_class=Response)
-def revoke_key(key_id: str, session: SessionDep, _: Admin) -> Response:
+def revoke_key(key_id: Id, session: SessionDep, _: Admin) -> Response:
     auth.revoke_key(session, key_id)
     return Response(status_code=204)

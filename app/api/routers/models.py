@@ -2,7 +2,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from app.api.deps import ModelsRead, ModelsWrite, Predict, ServingDep, SessionDep, SettingsDep
+from app.api.deps import (
+    ModelName,
+    ModelsRead,
+    ModelsWrite,
+    Predict,
+    ServingDep,
+    SessionDep,
+    SettingsDep,
+    VersionRef,
+)
 from app.schemas.model import (
     AliasPublic,
     AliasUpdate,
@@ -16,9 +25,7 @@ from app.services import registry
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
-ModelName = Annotated[str, Path(max_length=100)]
 AliasName = Annotated[str, Path(pattern=r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")]
-VersionRef = Annotated[str, Path(max_length=64)]
 
 
 @router.get("", response_model=list[ModelSummary])

@@ -3,12 +3,20 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import Predict, ServingDep, SessionDep, SettingsDep, get_principal
+from app.api.deps import (
+    ModelName,
+    Predict,
+    ServingDep,
+    SessionDep,
+    SettingsDep,
+    VersionRef,
+    get_principal,
+)
 from app.core.errors import Unprocessable
 from app.schemas.v2 import InferRequest, InferResponse, ModelMetadata
 from app.services import health, registry
@@ -17,8 +25,7 @@ from app.serving import v2
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 Authenticated = Annotated[Principal, Depends(get_principal)]
-ModelName = Annotated[str, Path(max_length=100)]
-Ref = Annotated[str, Path(max_length=64)]
+Ref = VersionRef
 
 
 @router.get("/health/live")

@@ -1,0 +1,566 @@
+"""Predict throughput and latency: trainserve next to TorchServe and LitServe, same MLP.
+
+Closed-loop HTTP load (asyncio + httpx, HTTP/1.1 keep-alive) with JSON requests, in three
+scenarios: one-row requests at concurrency 1 and 32, and 64-row requests at concurrency 1.
+Every server serves the same MLP 784-128-10 (fixed random weights) on one core; the load
+generator runs on the other. Rows of the table it prints (bench/README.md says more):
+  raw forward   the model's forward pass in this process, under inference_mode: the limit
+  trainserve    `trainserve up --workers 0` with the model registered (no training)
+  torchserve    TorchServe 0.12, bench/predict_assets/torchserve_handler.py, batchSize 32
+  litserve      LitServe, bench/predict_assets/litserve_server.py, max_batch_size 32
+
+Run from the repository root: .venv/bin/python bench/predict.py [--seconds 15] [--warmup 3]
+TorchServe and LitServe run from their own venv (--peers-venv; bench/README.md installs it).
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import torch
+from torch import nn
+
+from app.core import db
+from app.core.config import Settings, get_settings
+from app.core.migrate import upgrade
+from app.ml.bundle import ModelBundle
+from app.ml.preprocessing import Preprocessor, Standardizer
+from app.ml.zoo import build_mlp
+from app.models import Job, JobStatus
+from app.services import registry
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = Path(__file__).resolve().parent / "predict_assets"
+FEATURES, HIDDEN, CLASSES, SEED = 784, 128, 10, 0
+MODEL_NAME = "bench-mlp"
+PEERS = ("torchserve", "litserve")
+SERVERS = ("trainserve", *PEERS)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    rows: int  # rows per request
+    concurrency: int  # requests in flight: each worker sends its next when one answers
+
+    @property
+    def raw_rows(self) -> int:
+        """The batch the raw forward runs: what `concurrency` one-row requests batch up to."""
+        return self.rows * self.concurrency
+
+
+SCENARIOS = (
+    Scenario("1 row, c=1", 1, 1),
+    Scenario("1 row, c=32", 1, 32),
+    Scenario("64 rows, c=1", 64, 1),
+)
+
+
+@dataclass
+class Result:
+    server: str
+    scenario: Scenario
+    latencies: list[float]  # seconds, successful requests only
+    wall_s: float
+    requests_per_call: int = 1  # the raw forward: one call serves `concurrency` requests
+    errors: int = 0
+    first_error: str = ""
+    server_cpu_s: float | None = None  # the server's process tree, over the window
+    client_cpu_s: float | None = None  # this process, over the window
+
+    @property
+    def req_s(self) -> float:
+        return len(self.latencies) * self.requests_per_call / self.wall_s
+
+    @property
+    def rows_s(self) -> float:
+        return self.req_s * self.scenario.rows
+
+    @property
+    def server_ms_per_req(self) -> float | None:
+        if self.server_cpu_s is None or not self.latencies:
+            return None
+        return self.server_cpu_s / len(self.latencies) * 1000
+
+    @property
+    def client_cpu_pct(self) -> float | None:
+        return None if self.client_cpu_s is None else self.client_cpu_s / self.wall_s * 100
+
+    def percentile_ms(self, q: int) -> float:
+        if len(self.latencies) < 2:
+            return self.latencies[0] * 1000 if self.latencies else float("nan")
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[q - 1] * 1000
+
+
+# --- the model, its requests, and the raw forward ----------------------------------------------
+
+
+def make_model() -> nn.Module:
+    """The service's own mlp builder (Linear → ReLU → Linear), fixed random weights."""
+    torch.manual_seed(SEED)
+    return build_mlp([FEATURES], CLASSES, hidden=[HIDDEN]).eval()
+
+
+def make_rows(count: int) -> list[list[float]]:
+    """Pixel-like features in [0, 1), 4 decimals, seeded: the same JSON for every server."""
+    generator = torch.Generator().manual_seed(SEED + count)
+    return torch.rand(count, FEATURES, generator=generator).round(decimals=4).tolist()
+
+
+def raw_forward(model: nn.Module, scenario: Scenario, seconds: float, core: int) -> Result:
+    """The forward pass alone, pinned to the server core, on a batch of scenario.raw_rows."""
+    os.sched_setaffinity(0, {core})
+    x = torch.tensor(make_rows(scenario.raw_rows))
+    latencies: list[float] = []
+    with torch.inference_mode():
+        for phase_s, keep in ((min(1.0, seconds), False), (seconds, True)):
+            stop_at = time.perf_counter() + phase_s
+            while (began := time.perf_counter()) < stop_at:
+                model(x)
+                if keep:
+                    latencies.append(time.perf_counter() - began)
+    return Result("raw forward (limit)", scenario, latencies, sum(latencies), scenario.concurrency)
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+class Unavailable(RuntimeError):
+    """A server that could not be started or did not answer: its rows are left out."""
+
+
+class Proc:
+    """A server in its own process group, pinned to one core (children inherit it)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, core: int) -> None:
+        self.log_path = cwd / "server.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            ["taskset", "-c", str(core), *args],  # taskset execs: popen.pid is the server
+            env=env,
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # SIGTERM to the group reaches every child
+        )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def cpu_seconds(self) -> float:
+        """user + system CPU of the process and all its descendants (threads included)."""
+        stats = _proc_stats()
+        tree, frontier = set(), {self.popen.pid}
+        while frontier:
+            tree |= frontier
+            frontier = {pid for pid, (ppid, _) in stats.items() if ppid in frontier} - tree
+        return sum(stats[pid][1] for pid in tree if pid in stats)
+
+    def stop(self) -> None:
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        # Forked workers can outlive their leader for a moment: leave none behind.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self._log.close()
+
+
+def _proc_stats() -> dict[int, tuple[int, float]]:
+    """pid → (ppid, user + system CPU seconds), from /proc/<pid>/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # it exited meanwhile
+        out[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+@dataclass
+class Target:
+    name: str
+    proc: Proc
+    url: str  # the predict endpoint
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def wait_ready(self, body: bytes, timeout: float = 180) -> None:
+        """Until a predict answers 200: the model is loaded, not only the port open."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.proc.alive():
+                raise Unavailable(f"{self.name} exited early:\n{self.proc.log_tail()}")
+            try:
+                response = httpx.post(self.url, content=body, headers=self.headers, timeout=10)
+                if response.status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        raise Unavailable(f"{self.name}: no 200 within {timeout:.0f} s:\n{self.proc.log_tail()}")
+
+
+@dataclass(frozen=True)
+class Setup:
+    work: Path  # the temp dir: one folder per server
+    weights: Path  # the model's state_dict, torch.save'd, for the peers
+    model: nn.Module
+    peers_venv: Path
+    threads: int
+    core: int  # the server core
+    batch_size: int  # the peers' batch (requests)
+    batch_delay_ms: float  # the peers' wait for a batch to fill
+
+
+def server_env(setup: Setup, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINSERVE_")}
+    return env | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(setup.threads), **extra}
+
+
+def start_trainserve(setup: Setup) -> Target:
+    data_dir = setup.work / "trainserve" / "data"
+    register_model(data_dir, setup.model)
+    key = "ts_" + secrets.token_urlsafe(32)
+    port = free_port()
+    # `python -m app.cli up` is `trainserve up` for the code tree this script sits in.
+    args = [sys.executable, "-m", "app.cli", "up", "--data-dir", str(data_dir)]
+    args += ["--port", str(port), "--workers", "0"]
+    env = server_env(setup, TRAINSERVE_API_KEY=key, PYTHONPATH=str(ROOT))
+    proc = Proc(args, env, data_dir.parent, setup.core)
+    url = f"http://127.0.0.1:{port}/v1/models/{MODEL_NAME}/predict"
+    return Target("trainserve", proc, url, {"Authorization": f"Bearer {key}"})
+
+
+def register_model(data_dir: Path, model: nn.Module) -> None:
+    """The model as a succeeded job would have left it: bundle file, Job row, version 1."""
+    os.environ["TRAINSERVE_DATA_DIR"] = str(data_dir)
+    for cached in (get_settings, db.get_engine, db.get_sessionmaker):
+        cached.cache_clear()
+    settings = get_settings()
+    settings.ensure_dirs()
+    upgrade(settings.db_url)
+    scaler = Standardizer(torch.zeros(FEATURES), torch.ones(FEATURES))  # x unchanged
+    preprocessor = Preprocessor("tabular", [FEATURES], x_scaler=scaler)
+    options = {"hidden": [HIDDEN], "dropout": 0.0}
+    classes = list(range(CLASSES))
+    bundle = ModelBundle(
+        "mlp", options, "classification", CLASSES, classes, preprocessor, None, model
+    )
+    spec = {"model_name": MODEL_NAME, "dataset": {"builtin": "none"}, "model": {"arch": "mlp"}}
+    with db.session_scope() as session:
+        job = Job(model_name=MODEL_NAME, spec=spec, status=JobStatus.succeeded)
+        session.add(job)
+        session.flush()
+        rel = f"jobs/{job.id}/attempt-1/model.safetensors"
+        sha256 = bundle.save(settings.artifacts_dir / rel)
+        registry.register_version(
+            session,
+            model_name=MODEL_NAME,
+            project="default",
+            job_id=job.id,
+            task="classification",
+            spec=spec,
+            dataset={"builtin": "none"},
+            metrics={},
+            classes=classes,
+            input_shape=[FEATURES],
+            checkpoint_path=rel,
+            checkpoint_sha256=sha256,
+        )
+    db.get_engine().dispose()
+
+
+def peer_bin(setup: Setup, name: str) -> str:
+    path = setup.peers_venv / "bin" / name
+    if not path.exists():
+        raise Unavailable(f"{path} not found: install the peers' venv (bench/README.md)")
+    return str(path)
+
+
+def start_torchserve(setup: Setup) -> Target:
+    folder = setup.work / "torchserve"
+    store = folder / "store"
+    store.mkdir(parents=True)
+    archive = [peer_bin(setup, "torch-model-archiver"), "--model-name", "mlp"]
+    archive += ["--version", "1.0", "--serialized-file", str(setup.weights)]
+    archive += ["--handler", str(ASSETS / "torchserve_handler.py"), "--export-path", str(store)]
+    done = subprocess.run(archive, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise Unavailable(f"torch-model-archiver failed:\n{done.stderr[-2000:]}")
+    port = free_port()
+    model = {"marName": "mlp.mar", "minWorkers": 1, "maxWorkers": 1, "defaultVersion": True}
+    model |= {"batchSize": setup.batch_size, "maxBatchDelay": round(setup.batch_delay_ms)}
+    config = [
+        f"inference_address=http://127.0.0.1:{port}",
+        f"management_address=http://127.0.0.1:{free_port()}",
+        f"metrics_address=http://127.0.0.1:{free_port()}",
+        "load_models=mlp.mar",
+        "default_workers_per_model=1",
+        "disable_token_authorization=true",
+        "disable_system_metrics=true",
+        "models=" + json.dumps({"mlp": {"1.0": model}}),
+    ]
+    (folder / "config.properties").write_text("\n".join(config) + "\n")
+    args = [peer_bin(setup, "torchserve"), "--start", "--foreground", "--ncs"]
+    args += ["--model-store", str(store), "--ts-config", str(folder / "config.properties")]
+    args += ["--disable-token-auth"]
+    logs = str(folder / "logs")
+    # TMPDIR: its pid file goes there, not into the machine's shared /tmp.
+    env = server_env(setup, TMPDIR=str(folder), LOG_LOCATION=logs, METRICS_LOCATION=logs)
+    proc = Proc(args, env, folder, setup.core)
+    return Target("torchserve", proc, f"http://127.0.0.1:{port}/predictions/mlp")
+
+
+def start_litserve(setup: Setup) -> Target:
+    folder = setup.work / "litserve"
+    folder.mkdir()
+    port = free_port()
+    args = [peer_bin(setup, "python"), str(ASSETS / "litserve_server.py")]
+    args += ["--weights", str(setup.weights), "--port", str(port)]
+    args += ["--max-batch-size", str(setup.batch_size)]
+    args += ["--batch-timeout", str(setup.batch_delay_ms / 1000)]
+    proc = Proc(args, server_env(setup), folder, setup.core)
+    return Target("litserve", proc, f"http://127.0.0.1:{port}/predict")
+
+
+LAUNCHERS: dict[str, Callable[[Setup], Target]] = {
+    "trainserve": start_trainserve,
+    "torchserve": start_torchserve,
+    "litserve": start_litserve,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def check_answers(target: Target, model: nn.Module) -> None:
+    """The server's answer for 3 rows is the raw model's: same labels, same probabilities."""
+    rows = make_rows(3)
+    response = httpx.post(target.url, json={"inputs": rows}, headers=target.headers, timeout=30)
+    if response.status_code != 200:
+        raise Unavailable(f"{target.name}: {response.status_code} {response.text[:500]}")
+    body = response.json()
+    with torch.inference_mode():
+        probs = torch.softmax(model(torch.tensor(rows)), dim=1)
+    served = torch.tensor(body["probabilities"])
+    if body["predictions"] != probs.argmax(dim=1).tolist() or not torch.allclose(
+        served, probs, atol=1e-5
+    ):
+        raise Unavailable(f"{target.name} answers differently from the raw forward: {body}")
+
+
+# --- the load generator -----------------------------------------------------------------------
+
+
+async def closed_loop(
+    target: Target, scenario: Scenario, body: bytes, warmup_s: float, seconds: float
+) -> Result:
+    """`concurrency` workers, each sending its next request when the last one answers."""
+    limits = httpx.Limits(
+        max_connections=scenario.concurrency, max_keepalive_connections=scenario.concurrency
+    )
+    headers = target.headers | {"Content-Type": "application/json"}
+    async with httpx.AsyncClient(limits=limits, headers=headers, timeout=60) as client:
+        await _phase(client, target, scenario, body, warmup_s)
+        return await _phase(client, target, scenario, body, seconds)
+
+
+async def _phase(
+    client: httpx.AsyncClient, target: Target, scenario: Scenario, body: bytes, seconds: float
+) -> Result:
+    result = Result(target.name, scenario, [], 0.0)
+    stop_at = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        while (sent := time.perf_counter()) < stop_at:
+            try:
+                response = await client.post(target.url, content=body)
+                error = "" if response.is_success else f"{response.status_code} {response.text}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            if error:
+                result.errors += 1
+                result.first_error = result.first_error or error[:300]
+            else:
+                result.latencies.append(time.perf_counter() - sent)
+
+    server_cpu, client_cpu = target.proc.cpu_seconds(), time.process_time()
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(scenario.concurrency)))
+    result.wall_s = time.perf_counter() - began
+    result.server_cpu_s = target.proc.cpu_seconds() - server_cpu
+    result.client_cpu_s = time.process_time() - client_cpu
+    return result
+
+
+def bench_server(name: str, setup: Setup, args: argparse.Namespace) -> list[Result]:
+    """Start one server, check its answers, run every scenario against it, stop it."""
+    bodies = {s.rows: json.dumps({"inputs": make_rows(s.rows)}).encode() for s in SCENARIOS}
+    began = time.monotonic()
+    target = LAUNCHERS[name](setup)
+    try:
+        target.wait_ready(bodies[1])
+        print(f"{name}: ready in {time.monotonic() - began:.1f} s", flush=True)
+        check_answers(target, setup.model)
+        results = []
+        for scenario in SCENARIOS:
+            body = bodies[scenario.rows]
+            run = closed_loop(target, scenario, body, args.warmup, args.seconds)
+            results.append(asyncio.run(run))
+            print(f"  {scenario.name}: {results[-1].req_s:.0f} req/s", flush=True)
+        return results
+    finally:
+        target.proc.stop()
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def best_peer(results: list[Result], scenario: Scenario) -> tuple[Result | None, Result | None]:
+    """The peer row with the highest req/s, and the one with the lowest p50, in a scenario."""
+    peers = [r for r in results if r.scenario == scenario and r.server in PEERS and r.latencies]
+    if not peers:
+        return None, None
+    return max(peers, key=lambda r: r.req_s), min(peers, key=lambda r: r.percentile_ms(50))
+
+
+def print_table(results: list[Result]) -> None:
+    head = f"{'server':20} {'scenario':13} {'req/s':>7} {'rows/s':>8} {'p50 ms':>7} "
+    head += f"{'p99 ms':>7} {'errors':>6} {'srv cpu ms/req':>14} {'gen cpu':>7} "
+    print(head + f"{'req/s ÷ best peer':>17} {'p50 ÷ best peer':>15}")
+    for scenario in SCENARIOS:
+        fastest, quickest = best_peer(results, scenario)
+        for r in (r for r in results if r.scenario == scenario):
+            print(
+                f"{r.server:20} {scenario.name:13} {r.req_s:7.0f} {r.rows_s:8.0f} "
+                f"{r.percentile_ms(50):7.2f} {r.percentile_ms(99):7.2f} {r.errors:6d} "
+                f"{_fmt(r.server_ms_per_req, '14.3f')} {_fmt(r.client_cpu_pct, '6.0f', '%')} "
+                f"{_ratio(r.req_s, fastest and fastest.req_s):>17} "
+                f"{_ratio(r.percentile_ms(50), quickest and quickest.percentile_ms(50)):>15}"
+            )
+
+
+def _fmt(value: float | None, spec: str, unit: str = "") -> str:
+    width = int(spec.split(".")[0]) + len(unit)
+    return format(value, spec) + unit if value is not None else "-".rjust(width)
+
+
+def _ratio(value: float, base: float | None) -> str:
+    return f"{value / base:.2f}x" if base else "-"
+
+
+def print_targets(results: list[Result]) -> None:
+    """The issue's targets, reported (this script asserts nothing)."""
+    ours = {r.scenario: r for r in results if r.server == "trainserve"}
+    c32, c1 = SCENARIOS[1], SCENARIOS[0]
+    fastest, _ = best_peer(results, c32)
+    _, quickest = best_peer(results, c1)
+    print("\ntargets (issue 5):")
+    if c32 in ours and fastest:
+        ratio = ours[c32].req_s / fastest.req_s
+        verdict = "met" if ratio >= 1.5 else "NOT met"
+        print(f"  c=32 req/s ≥ 1.5x the better peer ({fastest.server}): {ratio:.2f}x, {verdict}")
+    if c1 in ours and quickest:
+        ratio = ours[c1].percentile_ms(50) / quickest.percentile_ms(50)
+        verdict = "met" if ratio <= 1.0 else "NOT met"
+        print(f"  c=1 p50 ≤ the better peer's ({quickest.server}): {ratio:.2f}x, {verdict}")
+    errors = sum(r.errors for r in results)
+    print(f"  0 errors: {errors} in all, {'met' if errors == 0 else 'NOT met'}")
+    for r in results:
+        if r.first_error:
+            print(f"  first error, {r.server} {r.scenario.name}: {r.first_error}")
+
+
+def _default(setting: str) -> Any:
+    return Settings.model_fields[setting].default
+
+
+def versions(peers_venv: Path) -> str:
+    found = sorted(p.name for p in peers_venv.glob("lib/python*/site-packages/*.dist-info"))
+    names = ("torchserve-", "litserve-", "uvloop-", "httptools-")
+    peers = [n.removesuffix(".dist-info") for n in found if n.startswith(names)]
+    return ", ".join(peers) or "peers' venv not installed"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15, help="measured, per scenario")
+    parser.add_argument("--warmup", type=float, default=3, help="unmeasured, before each")
+    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated")
+    parser.add_argument("--peers-venv", type=Path, default=ROOT / "build" / "predict-peers")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, every server")
+    parser.add_argument("--server-core", type=int, default=0)
+    parser.add_argument("--client-core", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32, help="the peers' batch, requests")
+    parser.add_argument("--batch-delay-ms", type=float, default=5, help="the peers' batch wait")
+    args = parser.parse_args()
+    servers = [s for s in args.servers.split(",") if s]
+    if unknown := set(servers) - set(SERVERS):
+        parser.error(f"unknown servers {sorted(unknown)}; choose from {', '.join(SERVERS)}")
+    if args.seconds <= 0 or args.warmup < 0 or args.threads < 1:
+        parser.error("--seconds must be > 0, --warmup ≥ 0 and --threads ≥ 1")
+    torch.set_num_threads(args.threads)
+    print(
+        f"{datetime.now():%Y-%m-%d %H:%M}, torch {torch.__version__}, threads {args.threads}, "
+        f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}; "
+        f"servers on core {args.server_core}, load generator on core {args.client_core}\n"
+        f"mlp {FEATURES}-{HIDDEN}-{CLASSES}; {args.warmup:g} s warm-up + {args.seconds:g} s "
+        f"per scenario; peers batch {args.batch_size} requests / {args.batch_delay_ms:g} ms, "
+        f"trainserve {_default('batch_max_rows')} rows / {_default('batch_max_delay_ms')} ms "
+        f"(its defaults)\n{versions(args.peers_venv)}\n",
+        flush=True,
+    )
+    model = make_model()
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="trainserve-bench-predict-") as tmp:
+        work = Path(tmp)
+        torch.save(model.state_dict(), work / "mlp.pt")
+        setup = Setup(
+            work, work / "mlp.pt", model, args.peers_venv.resolve(), args.threads,
+            args.server_core, args.batch_size, args.batch_delay_ms,
+        )  # fmt: skip
+        for scenario in SCENARIOS:
+            results.append(raw_forward(model, scenario, min(args.seconds, 3), args.server_core))
+        os.sched_setaffinity(0, {args.client_core})
+        for name in servers:
+            try:
+                results += bench_server(name, setup, args)
+            except (Unavailable, subprocess.SubprocessError, httpx.HTTPError) as exc:
+                print(f"{name}: left out: {exc}", flush=True)
+    print()
+    print_table(results)
+    print_targets(results)
+
+
+if __name__ == "__main__":
+    main()
