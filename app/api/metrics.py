@@ -46,9 +46,7 @@ async def record(request: Request, call_next: Callable[[Request], Awaitable[Resp
 
 
 def render(session: Session, cache: ModelCache) -> bytes:
-    counts = dict(
-        session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
-    )
+    counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
     for status in JobStatus:
         JOBS.labels(status.value).set(counts.get(status.value, 0))
     CACHE_LOADS.set(cache.loads)

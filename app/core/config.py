@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     requeue_after_s: float = Field(60.0, gt=0)
     max_attempts: int = Field(3, ge=1, le=100)
     max_job_runtime_s: int = Field(7 * 24 * 3600, ge=1)
+    max_active_jobs_per_project: int = Field(50, ge=1)  # queued + running; beyond: 429
 
     # Explicit limits, enforced with a clear error.
     max_epochs: int = Field(1000, ge=1)

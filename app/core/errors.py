@@ -54,6 +54,15 @@ class Unprocessable(AppError):
     code = "validation_error"
 
 
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after_s: int = 30) -> None:
+        super().__init__(message, details={"retry_after_s": retry_after_s})
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
 class Unavailable(AppError):
     status_code = 503
     code = "unavailable"

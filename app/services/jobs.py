@@ -1,11 +1,11 @@
 """Jobs as the API sees them: submit, read, list, cancel."""
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.db import execute_update
-from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from app.core.queue import TRAIN_TASK, enqueue_after_commit
 from app.models import TERMINAL, Job, JobEvent, JobMetric, JobStatus
 from app.models.base import utcnow
@@ -62,7 +62,8 @@ def submit_job(
                     "this Idempotency-Key was used with a different job spec",
                     code="idempotency_conflict",
                 )
-            return existing, False
+            return existing, False  # a retry is answered even at the limit
+    _check_active_limit(session, principal.project, settings.max_active_jobs_per_project)
     job = Job(
         model_name=spec.model_name,
         spec=body,
@@ -78,6 +79,19 @@ def submit_job(
     add_event(session, job.id, 0, "queued", "job accepted and queued")
     enqueue_after_commit(session, TRAIN_TASK, [job.id])
     return job, True
+
+
+def _check_active_limit(session: Session, project: str, limit: int) -> None:
+    active = session.scalar(
+        select(func.count()).where(
+            Job.project == project, Job.status.in_([JobStatus.queued, JobStatus.running])
+        )
+    )
+    if (active or 0) >= limit:
+        raise TooManyRequests(
+            f"project '{project}' has {active} queued or running jobs, the most allowed; "
+            "retry when some have finished"
+        )
 
 
 def _scoped_key(principal: Principal, key: str | None) -> str | None:
