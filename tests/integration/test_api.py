@@ -391,6 +391,29 @@ def test_cli_creates_a_scoped_key_that_works_at_once(
         client.post("/v1/jobs", json=seed_spec("nope"), headers=headers), 403, "insufficient_scope"
     )
 
+    def cli(*args: str) -> str:
+        run = subprocess.run(
+            [str(BIN), "keys", *args],
+            env=base_env() | service_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return run.stdout
+
+    listed = [line for line in cli("list").splitlines() if line.split()[1] == key[:10] + "…"]
+    assert (
+        len(listed) == 1
+        and "predict" in listed[0]
+        and "(active)" in listed[0]
+        and key not in listed[0]
+    )
+    assert cli("revoke", listed[0].split()[0]).startswith("revoked")
+    _error(
+        client.post("/v1/models/scoped/predict", json={"inputs": [[1, 0]]}, headers=headers), 401
+    )
+
 
 def test_predict_metrics_per_model(client: TestClient) -> None:
     fixed_model("metered", get_settings().data_dir)
