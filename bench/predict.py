@@ -1,10 +1,13 @@
 """Predict throughput and latency: trainserve next to TorchServe and LitServe, same MLP.
 
-Closed-loop HTTP load (asyncio + httpx, HTTP/1.1 keep-alive) with JSON requests, in three
-scenarios: one-row requests at concurrency 1 and 32, and 64-row requests at concurrency 1.
+Closed-loop HTTP load (asyncio, HTTP/1.1 keep-alive: h11, or httpx with --client httpx) with
+JSON requests, in three scenarios: one-row requests at concurrency 1 and 32, and 64-row
+requests at concurrency 1.
 Every server serves the same MLP 784-128-10 (fixed random weights) on one core; the load
 generator runs on the other. Rows of the table it prints (bench/README.md says more):
   raw forward   the model's forward pass in this process, under inference_mode: the limit
+  noop          bench/predict_assets/noop_server.py: no model, a fixed answer; the load
+                generator's own floor (its latency, its most requests/s)
   trainserve    `trainserve up --workers 0` with the model registered (no training)
   torchserve    TorchServe 0.12, bench/predict_assets/torchserve_handler.py, batchSize 32
   litserve      LitServe, bench/predict_assets/litserve_server.py, max_batch_size 32
@@ -31,7 +34,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import h11
 import httpx
 import torch
 from torch import nn
@@ -50,7 +55,7 @@ ASSETS = Path(__file__).resolve().parent / "predict_assets"
 FEATURES, HIDDEN, CLASSES, SEED = 784, 128, 10, 0
 MODEL_NAME = "bench-mlp"
 PEERS = ("torchserve", "litserve")
-SERVERS = ("trainserve", *PEERS)
+SERVERS = ("noop", "trainserve", *PEERS)
 
 
 @dataclass(frozen=True)
@@ -120,13 +125,15 @@ def make_model() -> nn.Module:
 def make_rows(count: int) -> list[list[float]]:
     """Pixel-like features in [0, 1), 4 decimals, seeded: the same JSON for every server."""
     generator = torch.Generator().manual_seed(SEED + count)
-    return torch.rand(count, FEATURES, generator=generator).round(decimals=4).tolist()
+    # float64, so that each value prints as its 4 decimals (~6 kB of JSON a row)
+    x = torch.rand(count, FEATURES, generator=generator, dtype=torch.float64)
+    return x.round(decimals=4).tolist()
 
 
 def raw_forward(model: nn.Module, scenario: Scenario, seconds: float, core: int) -> Result:
     """The forward pass alone, pinned to the server core, on a batch of scenario.raw_rows."""
     os.sched_setaffinity(0, {core})
-    x = torch.tensor(make_rows(scenario.raw_rows))
+    x = torch.tensor(make_rows(scenario.raw_rows), dtype=torch.float32)
     latencies: list[float] = []
     with torch.inference_mode():
         for phase_s, keep in ((min(1.0, seconds), False), (seconds, True)):
@@ -209,7 +216,10 @@ class Target:
     name: str
     proc: Proc
     url: str  # the predict endpoint
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # with Content-Type: the JSON body
+
+    def __post_init__(self) -> None:
+        self.headers = {"Content-Type": "application/json", **self.headers}
 
     def wait_ready(self, body: bytes, timeout: float = 180) -> None:
         """Until a predict answers 200: the model is loaded, not only the port open."""
@@ -325,6 +335,7 @@ def start_torchserve(setup: Setup) -> Target:
         "default_workers_per_model=1",
         "disable_token_authorization=true",
         "disable_system_metrics=true",
+        f"vmargs=-Djava.io.tmpdir={folder}",  # its worker sockets, not the machine's /tmp
         "models=" + json.dumps({"mlp": {"1.0": model}}),
     ]
     (folder / "config.properties").write_text("\n".join(config) + "\n")
@@ -350,7 +361,20 @@ def start_litserve(setup: Setup) -> Target:
     return Target("litserve", proc, f"http://127.0.0.1:{port}/predict")
 
 
+def start_noop(setup: Setup) -> Target:
+    folder = setup.work / "noop"
+    folder.mkdir()
+    port = free_port()
+    args = [sys.executable, str(ASSETS / "noop_server.py"), str(port)]
+    return Target(
+        "noop (client floor)",
+        Proc(args, server_env(setup), folder, setup.core),
+        f"http://127.0.0.1:{port}/",
+    )
+
+
 LAUNCHERS: dict[str, Callable[[Setup], Target]] = {
+    "noop": start_noop,
     "trainserve": start_trainserve,
     "torchserve": start_torchserve,
     "litserve": start_litserve,
@@ -371,7 +395,7 @@ def check_answers(target: Target, model: nn.Module) -> None:
         raise Unavailable(f"{target.name}: {response.status_code} {response.text[:500]}")
     body = response.json()
     with torch.inference_mode():
-        probs = torch.softmax(model(torch.tensor(rows)), dim=1)
+        probs = torch.softmax(model(torch.tensor(rows, dtype=torch.float32)), dim=1)
     served = torch.tensor(body["probabilities"])
     if body["predictions"] != probs.argmax(dim=1).tolist() or not torch.allclose(
         served, probs, atol=1e-5
@@ -382,32 +406,109 @@ def check_answers(target: Target, model: nn.Module) -> None:
 # --- the load generator -----------------------------------------------------------------------
 
 
+class H11Client:
+    """One keep-alive HTTP/1.1 connection, one request at a time: h11 (the HTTP/1.1 parser
+    under httpx) over asyncio streams. About 0.1-0.2 ms of CPU a request here, against
+    ~1 ms for httpx.AsyncClient (bench/README.md), so the load generator is not the limit."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        parts = urlsplit(url)
+        self.host, self.port, self.path = parts.hostname or "", parts.port or 80, parts.path
+        self.headers = [("Host", parts.netloc), *headers.items()]
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._http = h11.Connection(h11.CLIENT)
+
+    async def post(self, body: bytes) -> tuple[int, bytes]:
+        if self._streams is None:
+            self._streams = await asyncio.open_connection(self.host, self.port)
+            self._http = h11.Connection(h11.CLIENT)
+        reader, writer = self._streams
+        http = self._http
+        headers = [*self.headers, ("Content-Length", str(len(body)))]
+        request = h11.Request(method="POST", target=self.path, headers=headers)
+        writer.write(
+            http.send(request) + http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage())
+        )
+        status, chunks = 0, []
+        while not isinstance(event := http.next_event(), h11.EndOfMessage):
+            if event is h11.NEED_DATA:
+                http.receive_data(await reader.read(1 << 16))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                chunks.append(event.data)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ConnectionError("the server closed the connection mid-response")
+        if http.our_state is h11.MUST_CLOSE or http.their_state is h11.MUST_CLOSE:
+            await self.close()
+        else:
+            http.start_next_cycle()
+        return status, b"".join(chunks)
+
+    async def close(self) -> None:
+        """Also after an error: the next request opens a new connection."""
+        if self._streams is not None:
+            writer = self._streams[1]
+            self._streams = None
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+class HttpxClient:
+    """httpx.AsyncClient with a pool of one connection (--client httpx). One per worker: one
+    client with a pool of 32 costs ~4 ms of CPU a request here (bench/README.md)."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self.url = url
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        self.client = httpx.AsyncClient(limits=limits, headers=headers, timeout=60)
+
+    async def post(self, body: bytes) -> tuple[int, bytes]:
+        response = await self.client.post(self.url, content=body)
+        return response.status_code, response.content
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+CLIENTS = {"h11": H11Client, "httpx": HttpxClient}
+REQUEST_ERRORS = (OSError, TimeoutError, h11.ProtocolError, httpx.HTTPError)
+
+
 async def closed_loop(
-    target: Target, scenario: Scenario, body: bytes, warmup_s: float, seconds: float
+    target: Target, scenario: Scenario, body: bytes, warmup_s: float, seconds: float, client: str
 ) -> Result:
-    """`concurrency` workers, each sending its next request when the last one answers."""
-    limits = httpx.Limits(
-        max_connections=scenario.concurrency, max_keepalive_connections=scenario.concurrency
-    )
-    headers = target.headers | {"Content-Type": "application/json"}
-    async with httpx.AsyncClient(limits=limits, headers=headers, timeout=60) as client:
-        await _phase(client, target, scenario, body, warmup_s)
-        return await _phase(client, target, scenario, body, seconds)
+    """`concurrency` workers, each with its own keep-alive connection, each sending its next
+    request when its last one answers."""
+    clients = [CLIENTS[client](target.url, target.headers) for _ in range(scenario.concurrency)]
+    try:
+        await _phase(clients, target, scenario, body, warmup_s)
+        return await _phase(clients, target, scenario, body, seconds)
+    finally:
+        for each in clients:
+            await each.close()
 
 
 async def _phase(
-    client: httpx.AsyncClient, target: Target, scenario: Scenario, body: bytes, seconds: float
+    clients: list[H11Client] | list[HttpxClient],
+    target: Target,
+    scenario: Scenario,
+    body: bytes,
+    seconds: float,
 ) -> Result:
     result = Result(target.name, scenario, [], 0.0)
     stop_at = time.perf_counter() + seconds
 
-    async def worker() -> None:
+    async def worker(client: H11Client | HttpxClient) -> None:
         while (sent := time.perf_counter()) < stop_at:
             try:
-                response = await client.post(target.url, content=body)
-                error = "" if response.is_success else f"{response.status_code} {response.text}"
-            except httpx.HTTPError as exc:
+                async with asyncio.timeout(60):
+                    status, content = await client.post(body)
+                error = "" if 200 <= status < 300 else f"{status} {content[:300]!r}"
+            except REQUEST_ERRORS as exc:
                 error = f"{type(exc).__name__}: {exc}"
+                await client.close()
             if error:
                 result.errors += 1
                 result.first_error = result.first_error or error[:300]
@@ -416,7 +517,7 @@ async def _phase(
 
     server_cpu, client_cpu = target.proc.cpu_seconds(), time.process_time()
     began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(scenario.concurrency)))
+    await asyncio.gather(*(worker(client) for client in clients))
     result.wall_s = time.perf_counter() - began
     result.server_cpu_s = target.proc.cpu_seconds() - server_cpu
     result.client_cpu_s = time.process_time() - client_cpu
@@ -431,11 +532,12 @@ def bench_server(name: str, setup: Setup, args: argparse.Namespace) -> list[Resu
     try:
         target.wait_ready(bodies[1])
         print(f"{name}: ready in {time.monotonic() - began:.1f} s", flush=True)
-        check_answers(target, setup.model)
+        if name != "noop":
+            check_answers(target, setup.model)
         results = []
         for scenario in SCENARIOS:
             body = bodies[scenario.rows]
-            run = closed_loop(target, scenario, body, args.warmup, args.seconds)
+            run = closed_loop(target, scenario, body, args.warmup, args.seconds, args.client)
             results.append(asyncio.run(run))
             print(f"  {scenario.name}: {results[-1].req_s:.0f} req/s", flush=True)
         return results
@@ -487,13 +589,19 @@ def print_targets(results: list[Result]) -> None:
     _, quickest = best_peer(results, c1)
     print("\ntargets (issue 5):")
     if c32 in ours and fastest:
-        ratio = ours[c32].req_s / fastest.req_s
-        verdict = "met" if ratio >= 1.5 else "NOT met"
-        print(f"  c=32 req/s ≥ 1.5x the better peer ({fastest.server}): {ratio:.2f}x, {verdict}")
+        ours_s, theirs_s = ours[c32].req_s, fastest.req_s
+        verdict = "met" if ours_s >= 1.5 * theirs_s else "NOT met"
+        print(
+            f"  c=32 req/s ≥ 1.5x the better peer's: {ours_s:.0f} vs {fastest.server} "
+            f"{theirs_s:.0f} = {ours_s / theirs_s:.2f}x, {verdict}"
+        )
     if c1 in ours and quickest:
-        ratio = ours[c1].percentile_ms(50) / quickest.percentile_ms(50)
-        verdict = "met" if ratio <= 1.0 else "NOT met"
-        print(f"  c=1 p50 ≤ the better peer's ({quickest.server}): {ratio:.2f}x, {verdict}")
+        ours_ms, theirs_ms = ours[c1].percentile_ms(50), quickest.percentile_ms(50)
+        verdict = "met" if ours_ms <= theirs_ms else "NOT met"
+        print(
+            f"  c=1 p50 ≤ the better peer's: {ours_ms:.2f} ms vs {quickest.server} "
+            f"{theirs_ms:.2f} ms = {ours_ms / theirs_ms:.2f}x, {verdict}"
+        )
     errors = sum(r.errors for r in results)
     print(f"  0 errors: {errors} in all, {'met' if errors == 0 else 'NOT met'}")
     for r in results:
@@ -518,6 +626,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured, before each")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated")
     parser.add_argument("--peers-venv", type=Path, default=ROOT / "build" / "predict-peers")
+    parser.add_argument(
+        "--client", choices=sorted(CLIENTS), default="h11", help="the load generator's HTTP client"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads, every server")
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--client-core", type=int, default=1)
@@ -533,7 +644,8 @@ def main() -> None:
     print(
         f"{datetime.now():%Y-%m-%d %H:%M}, torch {torch.__version__}, threads {args.threads}, "
         f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}; "
-        f"servers on core {args.server_core}, load generator on core {args.client_core}\n"
+        f"servers on core {args.server_core}, load generator ({args.client}) on core "
+        f"{args.client_core}\n"
         f"mlp {FEATURES}-{HIDDEN}-{CLASSES}; {args.warmup:g} s warm-up + {args.seconds:g} s "
         f"per scenario; peers batch {args.batch_size} requests / {args.batch_delay_ms:g} ms, "
         f"trainserve {_default('batch_max_rows')} rows / {_default('batch_max_delay_ms')} ms "
