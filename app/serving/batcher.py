@@ -57,7 +57,11 @@ class Batcher:
         policy: BatchPolicy,
         executor: Executor,
         on_batch: Callable[[int], None] = lambda rows: None,
+        more_coming: Callable[[], bool] = lambda: True,
     ) -> None:
+        # more_coming: whether requests on their way could still join this batch; when none
+        # are, waiting max_delay_s would only add latency.
+        self.more_coming = more_coming
         self.forward, self.policy, self.executor, self.on_batch = (
             forward,
             policy,
@@ -102,7 +106,7 @@ class Batcher:
     async def _fill(self) -> None:
         """Wait until max_rows are queued, or max_delay_s has passed since the first row."""
         deadline = time.monotonic() + self.policy.max_delay_s
-        while self._queued_rows < self.policy.max_rows:
+        while self._queued_rows < self.policy.max_rows and self.more_coming():
             left = deadline - time.monotonic()
             if left <= 0:
                 return

@@ -7,18 +7,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import torch
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.core.config import Settings
 from app.core.errors import AppError, PayloadTooLarge
 from app.ml.bundle import ModelBundle
+from app.models import ModelVersion
 from app.schemas.model import PredictResponse
 from app.services import registry
 from app.serving import metrics
 from app.serving.batcher import Batcher, BatchPolicy
 from app.serving.cache import ModelCache
-from app.serving.predictor import Prediction, model_input, predict
+from app.serving.predictor import model_input, predict
 
 
 class Serving:
@@ -34,6 +36,7 @@ class Serving:
         # one, and batches queue up instead of competing.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
         self._batchers: dict[int, tuple[ModelBundle, Batcher]] = {}
+        self._arriving = 0  # requests being resolved and decoded: rows on their way to a batcher
 
     async def handle(
         self,
@@ -52,11 +55,11 @@ class Serving:
                 code="too_many_rows",
             )
         started = time.perf_counter()
-        version = await run_in_threadpool(registry.resolve, session, name, ref, tenant)
-        path = settings.artifacts_dir / version.checkpoint_path
         try:
-            bundle = await self.load(version.id, path, version.checkpoint_sha256)
-            result = await self.predict(name, version.id, bundle, inputs)
+            version, bundle, x = await self._prepare(session, settings, name, ref, inputs, tenant)
+            batcher = self._batcher(name, version.id, bundle)
+            metrics.QUEUE_ROWS.labels(name).set(batcher.queued_rows + len(inputs))
+            result = await batcher.submit(x)
         except AppError as exc:
             metrics.PREDICTS.labels(name, str(exc.status_code)).inc()
             raise
@@ -71,19 +74,32 @@ class Serving:
             probabilities=result.probabilities,
         )
 
+    async def _prepare(
+        self,
+        session: Session,
+        settings: Settings,
+        name: str,
+        ref: str | None,
+        inputs: list[Any],
+        tenant: str | None,
+    ) -> tuple[ModelVersion, ModelBundle, torch.Tensor]:
+        """Resolve, load and decode: while a request is here, its rows are on their way, and
+        batchers wait for them; once it leaves, nothing is gained by waiting for it."""
+        self._arriving += 1
+        try:
+            version = await run_in_threadpool(registry.resolve, session, name, ref, tenant)
+            path = settings.artifacts_dir / version.checkpoint_path
+            bundle = await self.load(version.id, path, version.checkpoint_sha256)
+            x = await run_in_threadpool(model_input, bundle, inputs)  # decoding is CPU work too
+            return version, bundle, x
+        finally:
+            self._arriving -= 1
+
     async def load(self, version_id: int, path: Path, sha256: str) -> ModelBundle:
         bundle = self.cache.peek(version_id)
         if bundle is None:  # the first request loads it, off the event loop
             bundle = await run_in_threadpool(self.cache.get, version_id, path, sha256)
         return bundle
-
-    async def predict(
-        self, model_name: str, version_id: int, bundle: ModelBundle, inputs: list[Any]
-    ) -> Prediction:
-        x = await run_in_threadpool(model_input, bundle, inputs)  # decoding is CPU work too
-        batcher = self._batcher(model_name, version_id, bundle)
-        metrics.QUEUE_ROWS.labels(model_name).set(batcher.queued_rows + len(inputs))
-        return await batcher.submit(x)
 
     def _batcher(self, model_name: str, version_id: int, bundle: ModelBundle) -> Batcher:
         entry = self._batchers.get(version_id)
@@ -94,6 +110,7 @@ class Serving:
                 self.policy,
                 self.executor,
                 on_batch=metrics.BATCH_ROWS.labels(model_name).observe,
+                more_coming=lambda: self._arriving > 0,
             )
             entry = self._batchers[version_id] = (bundle, batcher)
         return entry[1]

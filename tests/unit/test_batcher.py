@@ -106,3 +106,16 @@ def test_a_failing_forward_fails_its_requests_and_the_batcher_goes_on() -> None:
         assert (await batcher.submit(rows(5, 1))).predictions == [5.0]
 
     asyncio.run(main())
+
+
+def test_no_wait_when_no_other_request_is_on_its_way() -> None:
+    async def timed(more_coming: bool) -> float:
+        batcher = Batcher(
+            echo([]), policy(max_delay_s=0.5), EXECUTOR, more_coming=lambda: more_coming
+        )
+        began = time.perf_counter()
+        await batcher.submit(rows(0, 1))
+        return time.perf_counter() - began
+
+    assert asyncio.run(timed(False)) < 0.25  # dispatched at once
+    assert asyncio.run(timed(True)) >= 0.45  # waited for company, up to max_delay_s
