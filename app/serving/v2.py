@@ -62,10 +62,10 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def outputs(result: PredictResponse, task: str, wanted: set[str] | None) -> list[OutputTensor]:
+def outputs(result: PredictResponse, wanted: set[str] | None) -> list[OutputTensor]:
     n = len(result.predictions)
     tensors = []
-    if task == "regression":
+    if result.probabilities is None:  # a regression: values, not labels
         tensors.append(
             OutputTensor(name="predictions", shape=[n], datatype="FP32", data=result.predictions)
         )

@@ -5,7 +5,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import (
@@ -99,15 +98,10 @@ async def infer(
     result = await serving.handle(
         session, settings, name, ref, v2.tensor_rows(body.inputs[0]), principal.tenant
     )
-    task = await run_in_threadpool(_task_of, session, name, result.model_version)
     wanted = {o.name for o in body.outputs} if body.outputs else None
     return InferResponse(
         model_name=name,
         model_version=str(result.model_version),
         id=body.id,
-        outputs=v2.outputs(result, task, wanted),
+        outputs=v2.outputs(result, wanted),
     )
-
-
-def _task_of(session: Session, name: str, version: int) -> str:
-    return registry.get_version(session, name, version).task
