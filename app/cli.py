@@ -68,7 +68,13 @@ def up(host: str, port: int, data_dir: Path | None, workers: int) -> None:
     # ours that would end this process at once and orphan the workers.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=settings.access_log,
+        )
     finally:
         pool.stop()
 
@@ -80,7 +86,14 @@ def api(host: str, port: int) -> None:
     """Serve the HTTP API only (an embedded SQLite database is upgraded on start)."""
     import uvicorn
 
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=get_settings().access_log,
+    )
 
 
 @main.command()

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.schemas.job import ID_PATTERN, NAME_PATTERN
+from app.schemas.model import REF_PATTERN
 from app.services.auth import Principal, authenticate
 from app.serving.service import Serving
 
@@ -33,9 +34,19 @@ def require(scope: str) -> Callable[[Principal], Principal]:
     return check
 
 
-def get_serving(request: Request) -> Serving:
+# The predict path's dependencies are async: a sync one runs on a worker thread, and that
+# hop cost more than the forward pass of a small model.
+async def get_serving(request: Request) -> Serving:
     serving: Serving = request.app.state.serving
     return serving
+
+
+async def predict_principal(
+    request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
+) -> Principal:
+    """The caller's key with the predict scope, checked through the serving path's cache."""
+    serving: Serving = request.app.state.serving
+    return await serving.principal(authorization, "predict")
 
 
 # scope="function": the commit runs when the route returns, before the response is sent, so
@@ -44,7 +55,7 @@ def get_serving(request: Request) -> Serving:
 # NUL byte, a slash or a 10 kB string is a 422 before it reaches the database.
 Id = Annotated[str, Path(pattern=ID_PATTERN)]
 ModelName = Annotated[str, Path(pattern=NAME_PATTERN)]
-VersionRef = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+VersionRef = Annotated[str, Path(pattern=REF_PATTERN)]
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -53,4 +64,4 @@ JobsWrite = Annotated[Principal, Depends(require("jobs:write"))]
 JobsRead = Annotated[Principal, Depends(require("jobs:read"))]
 ModelsRead = Annotated[Principal, Depends(require("models:read"))]
 ModelsWrite = Annotated[Principal, Depends(require("models:write"))]
-Predict = Annotated[Principal, Depends(require("predict"))]
+Predict = Annotated[Principal, Depends(predict_principal)]

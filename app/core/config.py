@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     batch_max_delay_ms: float = Field(2.0, ge=0)
     predict_queue_rows: int = Field(16384, ge=1)
     predict_timeout_s: float = Field(30.0, gt=0)
+    # How long an API process trusts a key or an alias it read for predict (app/serving/lookup.py);
+    # changes made through the process itself are seen at once. 0: look up on every request.
+    predict_cache_s: float = Field(1.0, ge=0, le=3600)
+    # uvicorn's line per request. Off by default: at predict rates it cost ~13% of a request's
+    # CPU, and /metrics counts requests per route and status.
+    access_log: bool = False
+    # FastAPI's own OpenTelemetry spans and metrics, for a provider you configure (app/main.py).
+    otel: bool = False
     checkpoints_kept: int = Field(3, ge=1)
 
     # Dataset uploads. A file is refused with 413 past these, before anything is kept.

@@ -3,6 +3,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# A version number or an alias, in a predict path.
+REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
 
 class ModelSummary(BaseModel):
     name: str

@@ -77,11 +77,20 @@ def has_active_key(session: Session) -> bool:
     return session.scalar(select(ApiKey.id).where(ApiKey.revoked_at.is_(None)).limit(1)) is not None
 
 
-def authenticate(session: Session, authorization: str | None) -> Principal:
+def bearer_key_hash(authorization: str | None) -> str:
+    """The hash of the key in an Authorization header; 401 when there is none."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send 'Authorization: Bearer <key>'", code="missing_key")
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(token.strip())))
+    return hash_key(token.strip())
+
+
+def authenticate(session: Session, authorization: str | None) -> Principal:
+    return principal_for(session, bearer_key_hash(authorization))
+
+
+def principal_for(session: Session, key_hash: str) -> Principal:
+    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
     if row is None or row.revoked_at is not None:
         raise Unauthorized("the API key is not valid", code="invalid_key")
     now = utcnow()
@@ -95,7 +104,8 @@ def list_keys(session: Session) -> list[ApiKey]:
 
 
 def revoke_key(session: Session, key_id: str) -> ApiKey:
-    """Revoked keys stop working on their next request: every request looks the key up."""
+    """Revoked keys stop working on their next request. Predict routes keep a key they have
+    checked for up to predict_cache_s (app/serving/lookup.py)."""
     row = session.get(ApiKey, key_id)
     if row is None:
         raise NotFound(f"no key with id '{key_id}'")

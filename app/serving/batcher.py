@@ -88,13 +88,19 @@ class Batcher:
         self._wakeup.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
+        # A timer, not asyncio.wait_for: that wraps every request in a task of its own.
+        timer = asyncio.get_running_loop().call_later(
+            self.policy.timeout_s, self._expire, item.future
+        )
         try:
-            return await asyncio.wait_for(asyncio.shield(item.future), self.policy.timeout_s)
-        except TimeoutError as exc:
-            item.future.cancel()  # the batch loop skips it if it has not run yet
-            raise Overloaded(
-                f"no result within {self.policy.timeout_s:.0f} s; retry shortly"
-            ) from exc
+            return await item.future  # a request cancelled while queued is skipped by _take
+        finally:
+            timer.cancel()
+
+    def _expire(self, future: "asyncio.Future[Prediction]") -> None:
+        if not future.done():  # the batch loop skips it if it has not run yet
+            message = f"no result within {self.policy.timeout_s:.0f} s; retry shortly"
+            future.set_exception(Overloaded(message))
 
     async def _run(self) -> None:
         while self._queue:

@@ -27,3 +27,19 @@ BATCH_ROWS = Histogram(
 QUEUE_ROWS = Gauge(
     "trainserve_predict_queue_rows", "Rows waiting for a forward pass", ["model"], registry=REGISTRY
 )
+
+
+class ModelMetrics:
+    """One model's series, looked up once: `.labels()` takes a lock and a dict lookup per call,
+    and predict updates five of them per request."""
+
+    def __init__(self, model: str) -> None:
+        self.ok = PREDICTS.labels(model, "200")
+        self.rows = ROWS.labels(model)
+        self.latency = LATENCY.labels(model)
+        self.batch_rows = BATCH_ROWS.labels(model)
+        self.queue_rows = QUEUE_ROWS.labels(model)
+        self.model = model
+
+    def failed(self, status: int) -> None:
+        PREDICTS.labels(self.model, str(status)).inc()

@@ -1,30 +1,56 @@
-"""The predict path of one API process: the model cache, one batcher per loaded version, and
-the thread that runs forward passes off the event loop."""
+"""The predict path of one API process: who may call (cached), which version a name points
+to (cached), the model cache, one batcher per loaded version, and the thread that runs
+forward passes off the event loop. No database session is held while a request waits."""
 
 import asyncio
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.core.config import Settings
+from app.core.db import session_scope
 from app.core.errors import AppError, PayloadTooLarge
 from app.ml.bundle import ModelBundle
-from app.models import ModelVersion
-from app.schemas.model import PredictResponse
-from app.services import registry
-from app.serving import metrics
+from app.services import auth, registry
+from app.services.auth import Principal
 from app.serving.batcher import Batcher, BatchPolicy
 from app.serving.cache import ModelCache
-from app.serving.predictor import model_input, predict
+from app.serving.lookup import ServedVersion, TtlCache
+from app.serving.metrics import ModelMetrics
+from app.serving.predictor import Prediction, decode, predict
+
+UNRESOLVED = "-"  # the metrics label of requests that named no model we serve (bounded series)
+
+
+@dataclass(frozen=True)
+class Answer:
+    model_name: str
+    model_version: int
+    job_id: str
+    prediction: Prediction
+
+    def body(self) -> dict[str, Any]:
+        """The PredictResponse fields (app/schemas/model.py); no probabilities for regression."""
+        body = {
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "job_id": self.job_id,
+            "predictions": self.prediction.predictions,
+        }
+        if self.prediction.probabilities is not None:
+            body["probabilities"] = self.prediction.probabilities
+        return body
 
 
 class Serving:
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.cache = ModelCache(settings.model_cache_size, settings.model_cache_bytes)
         self.policy = BatchPolicy(
             max_rows=settings.batch_max_rows,
@@ -35,73 +61,99 @@ class Serving:
         # Forward passes run one at a time per process: torch already uses every core within
         # one, and batches queue up instead of competing.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
+        self._keys: TtlCache[str, Principal] = TtlCache(settings.predict_cache_s)
+        self._versions: TtlCache[tuple[str, str | None, str | None], ServedVersion] = TtlCache(
+            settings.predict_cache_s
+        )
         self._batchers: dict[int, tuple[ModelBundle, Batcher]] = {}
+        self._metrics: dict[str, ModelMetrics] = {}
         self._arriving = 0  # requests being resolved and decoded: rows on their way to a batcher
 
+    async def principal(self, authorization: str | None, scope: str) -> Principal:
+        """The caller's key, checked against the database at most once per predict_cache_s."""
+        key_hash = auth.bearer_key_hash(authorization)
+        principal = self._keys.get(key_hash)
+        if principal is None:
+            principal = await run_in_threadpool(_read_key, key_hash)
+            self._keys.put(key_hash, principal)
+        principal.require(scope)
+        return principal
+
+    async def resolve(self, name: str, ref: str | None, tenant: str | None) -> ServedVersion:
+        """What `ref` means now: a version number, an alias, or (None) production, else latest."""
+        version = self._versions.get((name, ref, tenant))
+        if version is None:
+            version = await run_in_threadpool(_read_version, name, ref, tenant)
+            self._versions.put((name, ref, tenant), version)
+        return version
+
+    def forget(self) -> None:
+        """A key, alias or version changed (and is committed): read them again."""
+        self._keys.clear()
+        self._versions.clear()
+
     async def handle(
-        self,
-        session: Session,
-        settings: Settings,
-        name: str,
-        ref: str | None,
-        inputs: list[Any],
-        tenant: str | None = None,
-    ) -> PredictResponse:
+        self, name: str, ref: str | None, inputs: list[Any], tenant: str | None = None
+    ) -> Answer:
         """One predict request: resolve the version now (an alias moved since is not seen by
         this request), load it once, batch its rows with other requests', answer."""
-        if len(inputs) > settings.max_predict_rows:
-            raise PayloadTooLarge(
-                f"inputs: at most {settings.max_predict_rows} rows per request",
-                code="too_many_rows",
-            )
         started = time.perf_counter()
+        model_metrics: ModelMetrics | None = None
         try:
-            version, bundle, x = await self._prepare(session, settings, name, ref, inputs, tenant)
-            batcher = self._batcher(name, version.id, bundle)
-            metrics.QUEUE_ROWS.labels(name).set(batcher.queued_rows + len(inputs))
+            if len(inputs) > self.settings.max_predict_rows:
+                raise PayloadTooLarge(
+                    f"inputs: at most {self.settings.max_predict_rows} rows per request",
+                    code="too_many_rows",
+                )
+            # While a request is resolved and decoded its rows are on their way, and batchers
+            # wait for them; once it is queued, nothing is gained by waiting for it.
+            with self._on_the_way():
+                version = await self.resolve(name, ref, tenant)
+                model_metrics = self._model_metrics(name)
+                bundle = await self.load(version)
+                x = await self._decode(bundle, inputs)
+            batcher = self._batcher(version.id, bundle, model_metrics)
+            model_metrics.queue_rows.set(batcher.queued_rows + len(inputs))
             result = await batcher.submit(x)
         except AppError as exc:
-            metrics.PREDICTS.labels(name, str(exc.status_code)).inc()
+            (model_metrics or self._model_metrics(UNRESOLVED)).failed(exc.status_code)
             raise
-        metrics.PREDICTS.labels(name, "200").inc()
-        metrics.ROWS.labels(name).inc(len(inputs))
-        metrics.LATENCY.labels(name).observe(time.perf_counter() - started)
-        return PredictResponse(
-            model_name=name,
-            model_version=version.version,
-            job_id=version.job_id,
-            predictions=result.predictions,
-            probabilities=result.probabilities,
-        )
+        model_metrics.ok.inc()
+        model_metrics.rows.inc(len(inputs))
+        model_metrics.latency.observe(time.perf_counter() - started)
+        return Answer(name, version.version, version.job_id, result)
 
-    async def _prepare(
-        self,
-        session: Session,
-        settings: Settings,
-        name: str,
-        ref: str | None,
-        inputs: list[Any],
-        tenant: str | None,
-    ) -> tuple[ModelVersion, ModelBundle, torch.Tensor]:
-        """Resolve, load and decode: while a request is here, its rows are on their way, and
-        batchers wait for them; once it leaves, nothing is gained by waiting for it."""
+    @contextmanager
+    def _on_the_way(self) -> Iterator[None]:
         self._arriving += 1
         try:
-            version = await run_in_threadpool(registry.resolve, session, name, ref, tenant)
-            path = settings.artifacts_dir / version.checkpoint_path
-            bundle = await self.load(version.id, path, version.checkpoint_sha256)
-            x = await run_in_threadpool(model_input, bundle, inputs)  # decoding is CPU work too
-            return version, bundle, x
+            yield
         finally:
             self._arriving -= 1
 
-    async def load(self, version_id: int, path: Path, sha256: str) -> ModelBundle:
-        bundle = self.cache.peek(version_id)
+    async def _decode(self, bundle: ModelBundle, inputs: list[Any]) -> torch.Tensor:
+        if bundle.preprocessor.kind == "tabular":
+            # Numbers are checked and stacked in tens of microseconds: a thread hop would cost
+            # more. Images and text decode on a thread, off the event loop.
+            return decode(bundle, inputs)
+        return await run_in_threadpool(decode, bundle, inputs)
+
+    async def load(self, version: ServedVersion) -> ModelBundle:
+        bundle = self.cache.peek(version.id)
         if bundle is None:  # the first request loads it, off the event loop
-            bundle = await run_in_threadpool(self.cache.get, version_id, path, sha256)
+            path = self.settings.artifacts_dir / version.checkpoint_path
+            bundle = await run_in_threadpool(
+                self.cache.get, version.id, path, version.checkpoint_sha256
+            )
         return bundle
 
-    def _batcher(self, model_name: str, version_id: int, bundle: ModelBundle) -> Batcher:
+    def _model_metrics(self, name: str) -> ModelMetrics:
+        found = self._metrics.get(name)
+        if found is None:
+            found = self._metrics[name] = ModelMetrics(name)
+        return found
+
+    def _batcher(self, version_id: int, bundle: ModelBundle, metrics: ModelMetrics) -> Batcher:
         entry = self._batchers.get(version_id)
         if entry is None or entry[0] is not bundle:
             self._forget_evicted()
@@ -109,7 +161,7 @@ class Serving:
                 lambda x: predict(bundle, x),
                 self.policy,
                 self.executor,
-                on_batch=metrics.BATCH_ROWS.labels(model_name).observe,
+                on_batch=metrics.batch_rows.observe,
                 more_coming=lambda: self._arriving > 0,
             )
             entry = self._batchers[version_id] = (bundle, batcher)
@@ -121,3 +173,21 @@ class Serving:
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown)
+
+
+def _read_key(key_hash: str) -> Principal:
+    with session_scope() as session:  # commits last_used_at, when it is due
+        return auth.principal_for(session, key_hash)
+
+
+def _read_version(name: str, ref: str | None, tenant: str | None) -> ServedVersion:
+    with session_scope() as session:
+        row = registry.resolve(session, name, ref, tenant)
+        return ServedVersion(
+            id=row.id,
+            model_name=row.model_name,
+            version=row.version,
+            job_id=row.job_id,
+            checkpoint_path=row.checkpoint_path,
+            checkpoint_sha256=row.checkpoint_sha256,
+        )

@@ -8,8 +8,8 @@ from pydantic import ValidationError
 
 from app.core.errors import Unprocessable
 from app.models import ModelVersion
-from app.schemas.model import PredictResponse
 from app.schemas.v2 import InferRequest, InferTensor, ModelMetadata, OutputTensor, TensorMetadata
+from app.serving.predictor import Prediction
 
 NUMERIC = {
     "FP16",
@@ -62,7 +62,7 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def outputs(result: PredictResponse, wanted: set[str] | None) -> list[OutputTensor]:
+def outputs(result: Prediction, wanted: set[str] | None) -> list[OutputTensor]:
     n = len(result.predictions)
     tensors = []
     if result.probabilities is None:  # a regression: values, not labels

@@ -10,7 +10,7 @@ from app.core.errors import Unprocessable
 from app.ml.bundle import ModelBundle, load_bundle
 from app.ml.preprocessing import Standardizer
 from app.ml.zoo import build_model
-from app.serving.predictor import model_input, predict, rows_to_tensor
+from app.serving.predictor import decode, predict, rows_to_tensor
 from tests.support import identity_mlp, tabular_bundle
 
 
@@ -38,7 +38,7 @@ def identity_bundle(tmp_path: Path) -> ModelBundle:
 def test_predict_applies_the_stored_preprocessing_exactly(tmp_path: Path) -> None:
     bundle = identity_bundle(tmp_path)
     # (x - 1) / 2 → [2, 0] then relu → logits [2, 0]
-    result = predict(bundle, model_input(bundle, [[5, 1], [1, 3]]))
+    result = predict(bundle, decode(bundle, [[5, 1], [1, 3]]))
     assert result.predictions == ["no", "yes"]
     e2 = math.exp(2)
     assert result.probabilities is not None

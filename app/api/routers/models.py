@@ -1,16 +1,14 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
+from sqlalchemy.orm import Session
 
 from app.api.deps import (
     ModelName,
     ModelsRead,
     ModelsWrite,
-    Predict,
     ServingDep,
     SessionDep,
-    SettingsDep,
-    VersionRef,
 )
 from app.schemas.model import (
     AliasPublic,
@@ -18,12 +16,20 @@ from app.schemas.model import (
     ModelDetail,
     ModelSummary,
     ModelVersionPublic,
-    PredictRequest,
-    PredictResponse,
 )
 from app.services import registry
+from app.serving.service import Serving
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def _committed(session: Session, serving: Serving) -> None:
+    """Commit a registry change now, then drop what the predict path cached, so the next
+    predict request reads the change (committing after it could let a request cache the old
+    state again in between)."""
+    session.commit()
+    serving.forget()
+
 
 AliasName = Annotated[str, Path(pattern=r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")]
 
@@ -57,9 +63,10 @@ def get_version(
 
 @router.delete("/{name}/versions/{version}", status_code=204)
 def delete_version(
-    name: ModelName, version: int, session: SessionDep, principal: ModelsWrite
+    name: ModelName, version: int, session: SessionDep, serving: ServingDep, principal: ModelsWrite
 ) -> Response:
     registry.delete_version(session, name, version, principal.tenant)
+    _committed(session, serving)
     return Response(status_code=204)
 
 
@@ -69,44 +76,22 @@ def set_alias(
     alias: AliasName,
     body: AliasUpdate,
     session: SessionDep,
+    serving: ServingDep,
     principal: ModelsWrite,
 ) -> AliasPublic:
     row = registry.set_alias(session, name, alias, body.version, principal.tenant)
+    _committed(session, serving)
     return AliasPublic(model_name=row.model_name, alias=row.alias, version=row.version)
 
 
 @router.delete("/{name}/aliases/{alias}", status_code=204)
 def delete_alias(
-    name: ModelName, alias: AliasName, session: SessionDep, principal: ModelsWrite
+    name: ModelName,
+    alias: AliasName,
+    session: SessionDep,
+    serving: ServingDep,
+    principal: ModelsWrite,
 ) -> Response:
     registry.delete_alias(session, name, alias, principal.tenant)
+    _committed(session, serving)
     return Response(status_code=204)
-
-
-@router.post("/{name}/predict", response_model=PredictResponse, response_model_exclude_none=True)
-async def predict_default(
-    name: ModelName,
-    body: PredictRequest,
-    session: SessionDep,
-    settings: SettingsDep,
-    serving: ServingDep,
-    principal: Predict,
-) -> PredictResponse:
-    return await serving.handle(session, settings, name, None, body.inputs, principal.tenant)
-
-
-@router.post(
-    "/{name}/versions/{ref}/predict",
-    response_model=PredictResponse,
-    response_model_exclude_none=True,
-)
-async def predict_version(
-    name: ModelName,
-    ref: VersionRef,
-    body: PredictRequest,
-    session: SessionDep,
-    settings: SettingsDep,
-    serving: ServingDep,
-    principal: Predict,
-) -> PredictResponse:
-    return await serving.handle(session, settings, name, ref, body.inputs, principal.tenant)

@@ -5,7 +5,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import (
     ModelName,
@@ -50,17 +49,9 @@ def model_metadata(
 @router.get("/models/{name}/ready")
 @router.get("/models/{name}/versions/{ref}/ready")
 async def model_ready(
-    name: ModelName,
-    session: SessionDep,
-    settings: SettingsDep,
-    serving: ServingDep,
-    principal: Predict,
-    ref: Ref | None = None,
+    name: ModelName, serving: ServingDep, principal: Predict, ref: Ref | None = None
 ) -> dict[str, Any]:
-    version = await run_in_threadpool(registry.resolve, session, name, ref, principal.tenant)
-    await serving.load(
-        version.id, settings.artifacts_dir / version.checkpoint_path, version.checkpoint_sha256
-    )
+    await serving.load(await serving.resolve(name, ref, principal.tenant))
     return {"name": name, "ready": True}
 
 
@@ -84,8 +75,6 @@ async def model_ready(
 async def infer(
     name: ModelName,
     request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
     serving: ServingDep,
     principal: Predict,
     ref: Ref | None = None,
@@ -95,13 +84,11 @@ async def infer(
     )
     if len(body.inputs) != 1:
         raise Unprocessable(f"these models take one input tensor, got {len(body.inputs)}")
-    result = await serving.handle(
-        session, settings, name, ref, v2.tensor_rows(body.inputs[0]), principal.tenant
-    )
+    answer = await serving.handle(name, ref, v2.tensor_rows(body.inputs[0]), principal.tenant)
     wanted = {o.name for o in body.outputs} if body.outputs else None
     return InferResponse(
         model_name=name,
-        model_version=str(result.model_version),
+        model_version=str(answer.model_version),
         id=body.id,
-        outputs=v2.outputs(result, wanted),
+        outputs=v2.outputs(answer.prediction, wanted),
     )

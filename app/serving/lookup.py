@@ -1,0 +1,64 @@
+"""What the predict path reads from the database, kept for a moment.
+
+Predict is the hot path. Looking up the caller's key and the version a name or alias points
+to took a database round trip each, on a worker thread, and cost more CPU than the forward
+pass (bench/README.md). Each API process keeps what it read for `predict_cache_s`:
+
+- a change made through this process (an alias moved, a version deleted, a key revoked) is
+  seen by the next request: the route clears the cache after its commit;
+- a change made elsewhere (another API process, `trainserve keys revoke`) is seen within
+  predict_cache_s. 0 turns the cache off.
+
+Only successes are kept: an unknown key or model is looked up again every time.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """The columns of a model version that predict needs (not its spec, metrics or lineage)."""
+
+    id: int
+    model_name: str
+    version: int
+    job_id: str
+    checkpoint_path: str
+    checkpoint_sha256: str
+
+
+class TtlCache(Generic[K, V]):
+    """A dict whose entries expire after ttl_s. Bounded: when full, it starts over (the
+    entries are cheap to read again, and a flood of distinct keys cannot grow it)."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            del self._entries[key]
+            return None
+        return entry[1]
+
+    def put(self, key: K, value: V) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + self.ttl_s, value)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
