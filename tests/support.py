@@ -202,3 +202,51 @@ def tabular_bundle(model: Any, classes: list[Any], mean: list[float], std: list[
     return ModelBundle(
         "mlp", options, "classification", len(classes), classes, preprocessor, None, model
     )
+
+
+def api_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert set(error) == {"code", "message", "details"} and error["message"]
+    if code:
+        assert error["code"] == code
+    return error
+
+
+def fixed_model(name: str, data_dir: Path, project: str = "default") -> int:
+    """Register a 2-2-2 MLP with identity weights (logits equal relu(x)) straight into the
+    database and artifacts the current Settings point at, as a worker would."""
+    from app.core.db import session_scope
+    from app.models import Job, JobStatus
+    from app.services import registry
+
+    model = identity_mlp()
+    bundle = tabular_bundle(model, ["cat", "dog"], [0.0, 0.0], [1.0, 1.0])
+    with session_scope() as session:
+        job = Job(
+            model_name=name,
+            project=project,
+            spec=seed_spec(name),
+            status=JobStatus.succeeded,
+            progress={},
+            metrics={},
+        )
+        session.add(job)
+        session.flush()
+        rel = f"jobs/{job.id}/model.safetensors"
+        sha = bundle.save(data_dir / "artifacts" / rel)
+        row = registry.register_version(
+            session,
+            model_name=name,
+            project=project,
+            job_id=job.id,
+            task="classification",
+            spec=job.spec,
+            dataset={"builtin": "none"},
+            metrics={},
+            classes=["cat", "dog"],
+            input_shape=[2],
+            checkpoint_path=rel,
+            checkpoint_sha256=sha,
+        )
+        return row.version

@@ -12,7 +12,9 @@ pass (bench/README.md). Each API process keeps what it read for `predict_cache_s
 Only successes are kept: an unknown key or model is looked up again every time.
 """
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -40,6 +42,31 @@ class TtlCache(Generic[K, V]):
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._entries: dict[K, tuple[float, V]] = {}
+        self._loading: dict[K, asyncio.Task[V]] = {}
+        self._generation = 0  # bumped by clear(): a read that began before it is not kept
+
+    async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        """The entry, or one load shared by every request that misses it at once: when an
+        entry expires under load, the database sees one read, not one per waiting request.
+        A load's error goes to all of them and is not kept."""
+        value = self.get(key)
+        if value is not None:
+            return value
+        task = self._loading.get(key)
+        if task is None:
+            task = self._loading[key] = asyncio.create_task(self._load(key, load))
+        return await asyncio.shield(task)  # a caller that gives up does not stop the others
+
+    async def _load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        generation = self._generation
+        try:
+            value = await load()
+        finally:
+            if self._generation == generation:
+                self._loading.pop(key, None)
+        if self._generation == generation:
+            self.put(key, value)
+        return value
 
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)
@@ -59,6 +86,8 @@ class TtlCache(Generic[K, V]):
 
     def clear(self) -> None:
         self._entries.clear()
+        self._loading.clear()
+        self._generation += 1
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -72,20 +72,17 @@ class Serving:
     async def principal(self, authorization: str | None, scope: str) -> Principal:
         """The caller's key, checked against the database at most once per predict_cache_s."""
         key_hash = auth.bearer_key_hash(authorization)
-        principal = self._keys.get(key_hash)
-        if principal is None:
-            principal = await run_in_threadpool(_read_key, key_hash)
-            self._keys.put(key_hash, principal)
+        principal = await self._keys.get_or_load(
+            key_hash, lambda: run_in_threadpool(_read_key, key_hash)
+        )
         principal.require(scope)
         return principal
 
     async def resolve(self, name: str, ref: str | None, tenant: str | None) -> ServedVersion:
         """What `ref` means now: a version number, an alias, or (None) production, else latest."""
-        version = self._versions.get((name, ref, tenant))
-        if version is None:
-            version = await run_in_threadpool(_read_version, name, ref, tenant)
-            self._versions.put((name, ref, tenant), version)
-        return version
+        return await self._versions.get_or_load(
+            (name, ref, tenant), lambda: run_in_threadpool(_read_version, name, ref, tenant)
+        )
 
     def forget(self) -> None:
         """A key, alias or version changed (and is committed): read them again."""

@@ -5,19 +5,16 @@ import math
 import secrets
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app.core.config import get_settings
-from app.core.db import session_scope
 from app.main import create_app
-from app.models import Job, JobStatus
-from app.services import registry
 from tests.integration.conftest import ADMIN_KEY
-from tests.support import BIN, base_env, identity_mlp, seed_spec, tabular_bundle
+from tests.support import BIN, base_env, fixed_model, seed_spec
+from tests.support import api_error as _error
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -27,49 +24,6 @@ def client(configured: dict[str, str]) -> Iterator[TestClient]:
     with TestClient(create_app(), raise_server_exceptions=False) as c:
         c.headers.update(AUTH)
         yield c
-
-
-def _error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error: dict[str, Any] = response.json()["error"]
-    assert set(error) == {"code", "message", "details"} and error["message"]
-    if code:
-        assert error["code"] == code
-    return error
-
-
-def fixed_model(name: str, data_dir: Path, project: str = "default") -> int:
-    """Register a 2-2-2 MLP with identity weights: logits equal relu(x)."""
-    model = identity_mlp()
-    bundle = tabular_bundle(model, ["cat", "dog"], [0.0, 0.0], [1.0, 1.0])
-    with session_scope() as session:
-        job = Job(
-            model_name=name,
-            project=project,
-            spec=seed_spec(name),
-            status=JobStatus.succeeded,
-            progress={},
-            metrics={},
-        )
-        session.add(job)
-        session.flush()
-        rel = f"jobs/{job.id}/model.safetensors"
-        sha = bundle.save(data_dir / "artifacts" / rel)
-        row = registry.register_version(
-            session,
-            model_name=name,
-            project=project,
-            job_id=job.id,
-            task="classification",
-            spec=job.spec,
-            dataset={"builtin": "none"},
-            metrics={},
-            classes=["cat", "dog"],
-            input_shape=[2],
-            checkpoint_path=rel,
-            checkpoint_sha256=sha,
-        )
-        return row.version
 
 
 def merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

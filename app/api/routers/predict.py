@@ -103,12 +103,13 @@ async def _inputs(request: Request) -> list[Any]:
         )
     try:
         body = orjson.loads(raw)
-        inputs = body.get("inputs") if type(body) is dict and len(body) == 1 else None
-        if type(inputs) is list and inputs:
-            return inputs
-        return PredictRequest.model_validate_json(raw).inputs
     except orjson.JSONDecodeError:
-        return PredictRequest.model_validate_json(raw).inputs  # raises, with the position
+        body = None  # pydantic says where, below
+    inputs = body.get("inputs") if type(body) is dict and len(body) == 1 else None
+    if type(inputs) is list and inputs:
+        return inputs
+    try:
+        return PredictRequest.model_validate_json(raw).inputs
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
         raise RequestValidationError(
