@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,8 @@ class Settings(BaseSettings):
     predict_timeout_s: float = Field(30.0, gt=0)
     # How long an API process trusts a key or an alias it read for predict (app/serving/lookup.py);
     # changes made through the process itself are seen at once. 0: look up on every request.
+    # Where predict runs: "auto" is the GPU when torch sees one, else the CPU.
+    serve_device: Literal["auto", "cpu", "cuda"] = "auto"
     predict_cache_s: float = Field(1.0, ge=0, le=3600)
     # uvicorn's line per request. Off by default: at predict rates it cost ~13% of a request's
     # CPU, and /metrics counts requests per route and status.

@@ -27,6 +27,10 @@ class ModelBundle:
     model: nn.Module
 
     @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
     def input_shape(self) -> list[int]:
         """What the network takes (a flattened image for an mlp)."""
         return self.preprocessor.model_input_shape

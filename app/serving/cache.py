@@ -29,9 +29,10 @@ class ModelCache:
     """Bounded by count and by memory: the least recently used versions go first, but the
     newest load always stays, even alone over the budget."""
 
-    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
+    def __init__(self, capacity: int, max_bytes: int | None = None, device: str = "cpu") -> None:
         self.capacity = capacity
         self.max_bytes = max_bytes
+        self.device = device  # where loaded versions live and run
         self._sizes: dict[int, int] = {}
         self._models: OrderedDict[int, ModelBundle] = OrderedDict()
         self._locks: dict[int, threading.Lock] = {}
@@ -69,7 +70,7 @@ class ModelCache:
         try:
             if path.is_file() and sha256_file(path) != sha256:
                 raise CheckpointError("checkpoint does not match the sha256 the registry recorded")
-            bundle = load_bundle(path)
+            bundle = load_bundle(path, self.device)
         except CheckpointError as exc:
             raise ModelUnavailable(f"this model version cannot be loaded: {exc}") from exc
         self.loads += 1

@@ -135,6 +135,7 @@ def predict(bundle: ModelBundle, x: torch.Tensor) -> Prediction:
     preprocessing runs here, once per batch, exactly as in training."""
     pre = bundle.preprocessor
     with torch.inference_mode():
+        x = x.to(bundle.device)
         x = pre.tabular(x) if pre.kind == "tabular" else pre.batch(x)
         out = bundle.model(x)  # (rows, outputs)
         if bundle.task == "regression":

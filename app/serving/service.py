@@ -51,7 +51,10 @@ class Answer:
 class Serving:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.cache = ModelCache(settings.model_cache_size, settings.model_cache_bytes)
+        self.device = serving_device(settings.serve_device)
+        self.cache = ModelCache(
+            settings.model_cache_size, settings.model_cache_bytes, str(self.device)
+        )
         self.policy = BatchPolicy(
             max_rows=settings.batch_max_rows,
             max_delay_s=settings.batch_max_delay_ms / 1000,
@@ -170,6 +173,15 @@ class Serving:
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown)
+
+
+def serving_device(requested: str) -> torch.device:
+    """Where models are served: "auto" takes the GPU when there is one."""
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("TRAINSERVE_SERVE_DEVICE=cuda, but torch sees no CUDA GPU here")
+    if requested in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
 
 
 def _read_key(key_hash: str) -> Principal:

@@ -11,6 +11,7 @@ from app.ml.bundle import ModelBundle, load_bundle
 from app.ml.preprocessing import Standardizer
 from app.ml.zoo import build_model
 from app.serving.predictor import decode, predict, rows_to_tensor
+from app.serving.service import serving_device
 from tests.support import identity_mlp, tabular_bundle
 
 
@@ -48,6 +49,29 @@ def test_predict_applies_the_stored_preprocessing_exactly(tmp_path: Path) -> Non
     )
 
 
+def test_serving_device_auto_takes_the_gpu_only_when_there_is_one() -> None:
+    assert serving_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert serving_device("auto").type == expected
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_serving_on_cuda_without_a_gpu_is_refused_at_start() -> None:
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        serving_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_version_served_on_the_gpu_answers_as_on_the_cpu(tmp_path: Path) -> None:
+    cpu = identity_bundle(tmp_path)
+    gpu = load_bundle(tmp_path / "m.safetensors", "cuda")
+    assert gpu.device.type == "cuda"
+    rows = [[5, 1], [1, 3], [-2, 7]]
+    on_cpu, on_gpu = predict(cpu, decode(cpu, rows)), predict(gpu, decode(gpu, rows))
+    assert on_gpu.predictions == on_cpu.predictions
+    assert on_gpu.probabilities == pytest.approx(on_cpu.probabilities, abs=1e-6)
+
+
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
@@ -56,6 +80,9 @@ def test_predict_applies_the_stored_preprocessing_exactly(tmp_path: Path) -> Non
         ([[1, None]], "inputs[0]: features must be numbers, got NoneType"),
         ([[1, float("nan")]], "inputs[0]: features must be finite"),
         ([[1, 1e39]], "inputs[0]: features must be finite"),
+        ([[1, 10**400]], "inputs[0]: features must be finite"),  # beyond float64: was a 500
+        ([[1, "2"]], "inputs[0]: features must be numbers, got str"),
+        ([[1, 2], [3, [4]]], "inputs[1]: features must be numbers, got list"),
         ([[False, 1]], "inputs[0]: features must be numbers, got bool"),
     ],
 )
