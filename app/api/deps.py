@@ -41,6 +41,14 @@ async def get_serving(request: Request) -> Serving:
     return serving
 
 
+def commit_then_forget(session: Session, serving: Serving) -> None:
+    """Commit a change to keys or the registry now, then drop what the predict path cached,
+    so its next request reads the change (clearing first could let a request cache the old
+    state again before the commit)."""
+    session.commit()
+    serving.forget()
+
+
 async def predict_principal(
     request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
 ) -> Principal:

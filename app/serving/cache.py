@@ -11,6 +11,7 @@ from pathlib import Path
 from app.core.errors import AppError
 from app.ml.bundle import ModelBundle, load_bundle
 from app.ml.checkpoint import CheckpointError, sha256_file
+from app.serving import metrics
 
 
 class ModelUnavailable(AppError):
@@ -34,13 +35,15 @@ class ModelCache:
         self.max_bytes = max_bytes
         self.device = device  # where loaded versions live and run
         self._sizes: dict[int, int] = {}
+        self._labels: dict[int, str] = {}  # version id → model name, for the metrics
         self._models: OrderedDict[int, ModelBundle] = OrderedDict()
         self._locks: dict[int, threading.Lock] = {}
         self._lock = threading.Lock()
         self.loads = 0
         self.evictions = 0
 
-    def get(self, version_id: int, path: Path, sha256: str) -> ModelBundle:
+    def get(self, version_id: int, path: Path, sha256: str, model: str = "") -> ModelBundle:
+        """`model` labels the version's loads and evictions in the metrics."""
         bundle = self._lookup(version_id)
         if bundle is not None:
             return bundle
@@ -48,7 +51,8 @@ class ModelCache:
             bundle = self._lookup(version_id)
             if bundle is None:
                 bundle = self._load(path, sha256)
-                self._insert(version_id, bundle)
+                metrics.LOADS.labels(model).inc()
+                self._insert(version_id, bundle, model)
             return bundle
 
     def peek(self, version_id: int) -> ModelBundle | None:
@@ -80,15 +84,17 @@ class ModelCache:
     def loaded_bytes(self) -> int:
         return sum(self._sizes.values())
 
-    def _insert(self, version_id: int, bundle: ModelBundle) -> None:
+    def _insert(self, version_id: int, bundle: ModelBundle, model: str) -> None:
         size = bundle_bytes(bundle)
         with self._lock:
             self._models[version_id] = bundle
             self._sizes[version_id] = size
+            self._labels[version_id] = model
             while len(self._models) > 1 and self._over_budget():
                 evicted, _ = self._models.popitem(last=False)
                 self._sizes.pop(evicted, None)
                 self._locks.pop(evicted, None)
+                metrics.EVICTIONS.labels(self._labels.pop(evicted, "")).inc()
                 self.evictions += 1
 
     def _over_budget(self) -> bool:

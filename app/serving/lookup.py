@@ -13,6 +13,7 @@ Only successes are kept: an unknown key or model is looked up again every time.
 """
 
 import asyncio
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ class TtlCache(Generic[K, V]):
         self._entries: dict[K, tuple[float, V]] = {}
         self._loading: dict[K, asyncio.Task[V]] = {}
         self._generation = 0  # bumped by clear(): a read that began before it is not kept
+        # clear() comes from the sync routes' worker threads; the rest runs on the event loop.
+        # The lock makes "is this read still current? keep it" one step against clear().
+        self._lock = threading.Lock()
 
     async def get_or_load(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
         """The entry, or one load shared by every request that misses it at once: when an
@@ -62,10 +66,12 @@ class TtlCache(Generic[K, V]):
         try:
             value = await load()
         finally:
+            with self._lock:
+                if self._generation == generation:
+                    self._loading.pop(key, None)
+        with self._lock:
             if self._generation == generation:
-                self._loading.pop(key, None)
-        if self._generation == generation:
-            self.put(key, value)
+                self.put(key, value)
         return value
 
     def get(self, key: K) -> V | None:
@@ -73,7 +79,7 @@ class TtlCache(Generic[K, V]):
         if entry is None:
             return None
         if entry[0] < time.monotonic():
-            del self._entries[key]
+            self._entries.pop(key, None)  # clear() may have emptied it meanwhile
             return None
         return entry[1]
 
@@ -85,9 +91,10 @@ class TtlCache(Generic[K, V]):
         self._entries[key] = (time.monotonic() + self.ttl_s, value)
 
     def clear(self) -> None:
-        self._entries.clear()
-        self._loading.clear()
-        self._generation += 1
+        with self._lock:
+            self._entries.clear()
+            self._loading.clear()
+            self._generation += 1
 
     def __len__(self) -> int:
         return len(self._entries)

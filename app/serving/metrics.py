@@ -24,6 +24,15 @@ BATCH_ROWS = Histogram(
     buckets=ROW_BUCKETS,
     registry=REGISTRY,
 )
+LOADS = Counter(
+    "trainserve_model_loads", "Versions loaded into the model cache", ["model"], registry=REGISTRY
+)
+EVICTIONS = Counter(
+    "trainserve_model_evictions",
+    "Versions evicted from the model cache",
+    ["model"],
+    registry=REGISTRY,
+)
 QUEUE_ROWS = Gauge(
     "trainserve_predict_queue_rows", "Rows waiting for a forward pass", ["model"], registry=REGISTRY
 )

@@ -143,7 +143,7 @@ class Serving:
         if bundle is None:  # the first request loads it, off the event loop
             path = self.settings.artifacts_dir / version.checkpoint_path
             bundle = await run_in_threadpool(
-                self.cache.get, version.id, path, version.checkpoint_sha256
+                self.cache.get, version.id, path, version.checkpoint_sha256, version.model_name
             )
         return bundle
 

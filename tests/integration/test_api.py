@@ -384,6 +384,7 @@ def test_predict_metrics_per_model(client: TestClient) -> None:
     assert 'trainserve_predict_batch_rows_count{model="metered"} 3.0' in text
     assert 'trainserve_predict_seconds_count{model="metered"} 3.0' in text
     assert "trainserve_model_cache_loads" in text
+    assert 'trainserve_model_loads_total{model="metered"} 1.0' in text
 
 
 def test_a_version_an_alias_points_to_cannot_be_deleted(client: TestClient) -> None:

@@ -318,15 +318,12 @@ def test_storm(chaos: ChaosStack) -> None:
     finished = {i: chaos.wait_terminal(i, timeout=300) for i in ids}
 
     with chaos.engine.connect() as conn:
-        versions = dict(
-            conn.execute(
-                select(ModelVersion.job_id, func.count())
-                .where(ModelVersion.job_id.in_(ids))
-                .group_by(ModelVersion.job_id)
-            )
-            .tuples()
-            .all()
-        )
+        rows = conn.execute(
+            select(ModelVersion.job_id, func.count())
+            .where(ModelVersion.job_id.in_(ids))
+            .group_by(ModelVersion.job_id)
+        ).all()
+        versions = {job_id: count for job_id, count in rows}
         resumes = conn.scalar(
             select(func.count()).where(JobEvent.job_id.in_(ids), JobEvent.kind == "resumed")
         )

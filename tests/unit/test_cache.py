@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.ml.checkpoint import sha256_file
+from app.serving import metrics
 from app.serving.cache import ModelCache, ModelUnavailable, bundle_bytes
 from tests.support import identity_mlp, tabular_bundle
 
@@ -35,6 +36,23 @@ def test_least_recently_used_goes_first_by_count(tmp_path: Path) -> None:
     cache.get(1, *files[0])  # 1 is now the most recent
     cache.get(3, *files[2])
     assert cache.peek(2) is None and cache.peek(1) is not None and cache.evictions == 1
+
+
+def test_loads_and_evictions_are_counted_per_model(tmp_path: Path) -> None:
+    cache = ModelCache(capacity=1)
+    files = [saved(tmp_path, n) for n in "ab"]
+    cache.get(1, *files[0], model="per-model-a")
+    cache.get(2, *files[1], model="per-model-b")  # evicts a
+    cache.get(2, *files[1], model="per-model-b")  # a hit: no load
+    assert _count("loads", "per-model-a") == 1
+    assert _count("loads", "per-model-b") == 1
+    assert _count("evictions", "per-model-a") == 1
+    assert _count("evictions", "per-model-b") == 0
+
+
+def _count(kind: str, model: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(f"trainserve_model_{kind}_total", {"model": model})
+    return value or 0.0
 
 
 def test_the_memory_budget_bounds_the_cache(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from app.api.deps import Id, ServingDep, SessionDep, require
+from app.api.deps import Id, ServingDep, SessionDep, commit_then_forget, require
 from app.schemas.key import KeyCreate, KeyCreated, KeyPublic
 from app.services import auth
 from app.services.auth import Principal
@@ -27,6 +27,5 @@ def list_keys(session: SessionDep, _: Admin) -> list[KeyPublic]:
 @router.delete("/{key_id}", status_code=204, response_class=Response)
 def revoke_key(key_id: Id, session: SessionDep, serving: ServingDep, _: Admin) -> Response:
     auth.revoke_key(session, key_id)
-    session.commit()  # then the predict path's cached keys go: it reads the revocation next
-    serving.forget()
+    commit_then_forget(session, serving)
     return Response(status_code=204)

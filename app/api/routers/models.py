@@ -1,7 +1,6 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
-from sqlalchemy.orm import Session
 
 from app.api.deps import (
     ModelName,
@@ -9,6 +8,7 @@ from app.api.deps import (
     ModelsWrite,
     ServingDep,
     SessionDep,
+    commit_then_forget,
 )
 from app.schemas.model import (
     AliasPublic,
@@ -18,17 +18,8 @@ from app.schemas.model import (
     ModelVersionPublic,
 )
 from app.services import registry
-from app.serving.service import Serving
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
-
-
-def _committed(session: Session, serving: Serving) -> None:
-    """Commit a registry change now, then drop what the predict path cached, so the next
-    predict request reads the change (committing after it could let a request cache the old
-    state again in between)."""
-    session.commit()
-    serving.forget()
 
 
 AliasName = Annotated[str, Path(pattern=r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")]
@@ -66,7 +57,7 @@ def delete_version(
     name: ModelName, version: int, session: SessionDep, serving: ServingDep, principal: ModelsWrite
 ) -> Response:
     registry.delete_version(session, name, version, principal.tenant)
-    _committed(session, serving)
+    commit_then_forget(session, serving)
     return Response(status_code=204)
 
 
@@ -80,7 +71,7 @@ def set_alias(
     principal: ModelsWrite,
 ) -> AliasPublic:
     row = registry.set_alias(session, name, alias, body.version, principal.tenant)
-    _committed(session, serving)
+    commit_then_forget(session, serving)
     return AliasPublic(model_name=row.model_name, alias=row.alias, version=row.version)
 
 
@@ -93,5 +84,5 @@ def delete_alias(
     principal: ModelsWrite,
 ) -> Response:
     registry.delete_alias(session, name, alias, principal.tenant)
-    _committed(session, serving)
+    commit_then_forget(session, serving)
     return Response(status_code=204)
