@@ -23,7 +23,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,9 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import h11
 import httpx
 import torch
 from torch import nn
@@ -49,6 +46,11 @@ from app.ml.preprocessing import Preprocessor, Standardizer
 from app.ml.zoo import build_mlp
 from app.models import Job, JobStatus
 from app.services import registry
+
+# isort: split
+# bench's own modules: the script's folder is first on sys.path (python bench/predict.py)
+from common import free_port, server_env, start_group, stop_group
+from loadgen import CLIENTS, closed_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = Path(__file__).resolve().parent / "predict_assets"
@@ -158,14 +160,8 @@ class Proc:
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path, core: int) -> None:
         self.log_path = cwd / "server.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            ["taskset", "-c", str(core), *args],  # taskset execs: popen.pid is the server
-            env=env,
-            cwd=cwd,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # SIGTERM to the group reaches every child
-        )
+        # taskset execs: popen.pid is the server
+        self.popen = start_group(["taskset", "-c", str(core), *args], env, self._log, cwd)
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -183,13 +179,7 @@ class Proc:
         return sum(stats[pid][1] for pid in tree if pid in stats)
 
     def stop(self) -> None:
-        if self.alive():
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(5)
+        stop_group(self.popen, 20)
         # Forked workers can outlive their leader for a moment: leave none behind.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
@@ -249,11 +239,6 @@ class Setup:
     batch_delay_ms: float  # the peers' wait for a batch to fill
 
 
-def server_env(setup: Setup, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINSERVE_")}
-    return env | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(setup.threads), **extra}
-
-
 def start_trainserve(setup: Setup) -> Target:
     data_dir = setup.work / "trainserve" / "data"
     register_model(data_dir, setup.model)
@@ -262,7 +247,7 @@ def start_trainserve(setup: Setup) -> Target:
     # `python -m app.cli up` is `trainserve up` for the code tree this script sits in.
     args = [sys.executable, "-m", "app.cli", "up", "--data-dir", str(data_dir)]
     args += ["--port", str(port), "--workers", "0"]
-    env = server_env(setup, TRAINSERVE_API_KEY=key, PYTHONPATH=str(ROOT))
+    env = server_env(setup.threads, TRAINSERVE_API_KEY=key, PYTHONPATH=str(ROOT))
     proc = Proc(args, env, data_dir.parent, setup.core)
     url = f"http://127.0.0.1:{port}/v1/models/{MODEL_NAME}/predict"
     return Target("trainserve", proc, url, {"Authorization": f"Bearer {key}"})
@@ -344,7 +329,7 @@ def start_torchserve(setup: Setup) -> Target:
     args += ["--disable-token-auth"]
     logs = str(folder / "logs")
     # TMPDIR: its pid file goes there, not into the machine's shared /tmp.
-    env = server_env(setup, TMPDIR=str(folder), LOG_LOCATION=logs, METRICS_LOCATION=logs)
+    env = server_env(setup.threads, TMPDIR=str(folder), LOG_LOCATION=logs, METRICS_LOCATION=logs)
     proc = Proc(args, env, folder, setup.core)
     return Target("torchserve", proc, f"http://127.0.0.1:{port}/predictions/mlp")
 
@@ -357,7 +342,7 @@ def start_litserve(setup: Setup) -> Target:
     args += ["--weights", str(setup.weights), "--port", str(port)]
     args += ["--max-batch-size", str(setup.batch_size)]
     args += ["--batch-timeout", str(setup.batch_delay_ms / 1000)]
-    proc = Proc(args, server_env(setup), folder, setup.core)
+    proc = Proc(args, server_env(setup.threads), folder, setup.core)
     return Target("litserve", proc, f"http://127.0.0.1:{port}/predict")
 
 
@@ -368,7 +353,7 @@ def start_noop(setup: Setup) -> Target:
     args = [sys.executable, str(ASSETS / "noop_server.py"), str(port)]
     return Target(
         "noop (client floor)",
-        Proc(args, server_env(setup), folder, setup.core),
+        Proc(args, server_env(setup.threads), folder, setup.core),
         f"http://127.0.0.1:{port}/",
     )
 
@@ -379,12 +364,6 @@ LAUNCHERS: dict[str, Callable[[Setup], Target]] = {
     "torchserve": start_torchserve,
     "litserve": start_litserve,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def check_answers(target: Target, model: nn.Module) -> None:
@@ -403,125 +382,7 @@ def check_answers(target: Target, model: nn.Module) -> None:
         raise Unavailable(f"{target.name} answers differently from the raw forward: {body}")
 
 
-# --- the load generator -----------------------------------------------------------------------
-
-
-class H11Client:
-    """One keep-alive HTTP/1.1 connection, one request at a time: h11 (the HTTP/1.1 parser
-    under httpx) over asyncio streams. About 0.1-0.2 ms of CPU a request here, against
-    ~1 ms for httpx.AsyncClient (bench/README.md), so the load generator is not the limit."""
-
-    def __init__(self, url: str, headers: dict[str, str]) -> None:
-        parts = urlsplit(url)
-        self.host, self.port, self.path = parts.hostname or "", parts.port or 80, parts.path
-        self.headers = [("Host", parts.netloc), *headers.items()]
-        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        self._http = h11.Connection(h11.CLIENT)
-
-    async def post(self, body: bytes) -> tuple[int, bytes]:
-        if self._streams is None:
-            self._streams = await asyncio.open_connection(self.host, self.port)
-            self._http = h11.Connection(h11.CLIENT)
-        reader, writer = self._streams
-        http = self._http
-        headers = [*self.headers, ("Content-Length", str(len(body)))]
-        request = h11.Request(method="POST", target=self.path, headers=headers)
-        writer.write(
-            http.send(request) + http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage())
-        )
-        status, chunks = 0, []
-        while not isinstance(event := http.next_event(), h11.EndOfMessage):
-            if event is h11.NEED_DATA:
-                http.receive_data(await reader.read(1 << 16))
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-            elif isinstance(event, h11.Data):
-                chunks.append(event.data)
-            elif isinstance(event, h11.ConnectionClosed):
-                raise ConnectionError("the server closed the connection mid-response")
-        if http.our_state is h11.MUST_CLOSE or http.their_state is h11.MUST_CLOSE:
-            await self.close()
-        else:
-            http.start_next_cycle()
-        return status, b"".join(chunks)
-
-    async def close(self) -> None:
-        """Also after an error: the next request opens a new connection."""
-        if self._streams is not None:
-            writer = self._streams[1]
-            self._streams = None
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-
-class HttpxClient:
-    """httpx.AsyncClient with a pool of one connection (--client httpx). One per worker: one
-    client with a pool of 32 costs ~4 ms of CPU a request here (bench/README.md)."""
-
-    def __init__(self, url: str, headers: dict[str, str]) -> None:
-        self.url = url
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        self.client = httpx.AsyncClient(limits=limits, headers=headers, timeout=60)
-
-    async def post(self, body: bytes) -> tuple[int, bytes]:
-        response = await self.client.post(self.url, content=body)
-        return response.status_code, response.content
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-
-CLIENTS = {"h11": H11Client, "httpx": HttpxClient}
-REQUEST_ERRORS = (OSError, TimeoutError, h11.ProtocolError, httpx.HTTPError)
-
-
-async def closed_loop(
-    target: Target, scenario: Scenario, body: bytes, warmup_s: float, seconds: float, client: str
-) -> Result:
-    """`concurrency` workers, each with its own keep-alive connection, each sending its next
-    request when its last one answers."""
-    clients = [CLIENTS[client](target.url, target.headers) for _ in range(scenario.concurrency)]
-    try:
-        await _phase(clients, target, scenario, body, warmup_s)
-        return await _phase(clients, target, scenario, body, seconds)
-    finally:
-        for each in clients:
-            await each.close()
-
-
-async def _phase(
-    clients: list[H11Client] | list[HttpxClient],
-    target: Target,
-    scenario: Scenario,
-    body: bytes,
-    seconds: float,
-) -> Result:
-    result = Result(target.name, scenario, [], 0.0)
-    stop_at = time.perf_counter() + seconds
-
-    async def worker(client: H11Client | HttpxClient) -> None:
-        while (sent := time.perf_counter()) < stop_at:
-            try:
-                async with asyncio.timeout(60):
-                    status, content = await client.post(body)
-                error = "" if 200 <= status < 300 else f"{status} {content[:300]!r}"
-            except REQUEST_ERRORS as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                await client.close()
-            if error:
-                result.errors += 1
-                result.first_error = result.first_error or error[:300]
-            else:
-                result.latencies.append(time.perf_counter() - sent)
-
-    server_cpu, client_cpu = target.proc.cpu_seconds(), time.process_time()
-    began = time.perf_counter()
-    await asyncio.gather(*(worker(client) for client in clients))
-    result.wall_s = time.perf_counter() - began
-    result.server_cpu_s = target.proc.cpu_seconds() - server_cpu
-    result.client_cpu_s = time.process_time() - client_cpu
-    return result
+# --- the benchmark ----------------------------------------------------------------------------
 
 
 def bench_server(name: str, setup: Setup, args: argparse.Namespace) -> list[Result]:
@@ -536,13 +397,37 @@ def bench_server(name: str, setup: Setup, args: argparse.Namespace) -> list[Resu
             check_answers(target, setup.model)
         results = []
         for scenario in SCENARIOS:
-            body = bodies[scenario.rows]
-            run = closed_loop(target, scenario, body, args.warmup, args.seconds, args.client)
-            results.append(asyncio.run(run))
+            results.append(asyncio.run(measure(target, scenario, bodies[scenario.rows], args)))
             print(f"  {scenario.name}: {results[-1].req_s:.0f} req/s", flush=True)
         return results
     finally:
         target.proc.stop()
+
+
+async def measure(
+    target: Target, scenario: Scenario, body: bytes, args: argparse.Namespace
+) -> Result:
+    """One scenario against a started server: loadgen's warm-up, then its measured window."""
+    load = await closed_loop(
+        target.url,
+        target.headers,
+        scenario.concurrency,
+        body,
+        args.warmup,
+        args.seconds,
+        args.client,
+        target.proc.cpu_seconds,
+    )
+    return Result(
+        target.name,
+        scenario,
+        load.latencies,
+        load.wall_s,
+        errors=load.errors,
+        first_error=load.first_error,
+        server_cpu_s=load.server_cpu_s,
+        client_cpu_s=load.client_cpu_s,
+    )
 
 
 # --- report -----------------------------------------------------------------------------------

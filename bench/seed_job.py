@@ -12,10 +12,7 @@ Run from the repository root: .venv/bin/python bench/seed_job.py [--repeats 3] [
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +33,11 @@ from app.ml.zoo import build_mlp
 from app.schemas.job import Task
 from worker.data.builtin import load_builtin
 from worker.data.split import split_indices
-from worker.training.loop import EpochResult, fit
+from worker.training.loop import EpochResult, LoopOptions, Splits, fit
+
+# isort: split
+# bench's own modules: the script's folder is first on sys.path (python bench/seed_job.py)
+from common import free_port, run_line, server_env, start_group, stop_group
 
 TRAINSERVE = Path(sys.executable).parent / "trainserve"
 VALIDATION_SPLIT, SEED, BATCH, LR, MOMENTUM = 0.1, 0, 64, 0.01, 0.9
@@ -112,7 +113,7 @@ def seed_loop(data: Digits, epochs: int) -> nn.Module:
 def service_loop(data: Digits, epochs: int) -> nn.Module:
     """What worker/training/runner.py runs, minus its hooks (lease, checkpoints, DB writes)."""
     torch.manual_seed(SEED)
-    model = build_mlp(64, 10, hidden=[128])
+    model = build_mlp([64], 10, hidden=[128])
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
 
     def on_epoch_end(_: EpochResult) -> None:
@@ -122,14 +123,9 @@ def service_loop(data: Digits, epochs: int) -> nn.Module:
         model,
         optimizer,
         nn.CrossEntropyLoss(),
-        x_train=data.x_train,
-        y_train=data.y_train,
-        x_val=data.x_val,
-        y_val=data.y_val,
-        task=Task.classification,
-        epochs=epochs,
-        batch_size=BATCH,
-        generator=torch.Generator().manual_seed(SEED),
+        Splits(data.x_train, data.y_train, data.x_val, data.y_val),
+        LoopOptions(Task.classification, epochs, BATCH, classes=list(range(10))),
+        torch.Generator().manual_seed(SEED),
         on_step=lambda _rows: False,
         on_epoch_end=on_epoch_end,
     )
@@ -178,18 +174,11 @@ class Service:
         self.dir = tempfile.TemporaryDirectory(prefix="trainserve-bench-")
         self.data_dir = Path(self.dir.name) / "data"
         self.base_url = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINSERVE_")}
-        env |= {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
         self.log_path = Path(self.dir.name) / "up.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         args = ["up", "--data-dir", str(self.data_dir), "--port", str(port), "--workers", "1"]
-        self.proc = subprocess.Popen(
-            [str(TRAINSERVE), *args],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: SIGTERM reaches API and workers
-        )
+        # its own process group: SIGTERM reaches API and workers
+        self.proc = start_group([str(TRAINSERVE), *args], server_env(threads), self._log)
         self.http = httpx.Client(base_url=self.base_url, timeout=30)
         self.early_404s = 0  # GET /v1/jobs/{id} answered 404 just after the POST's 202
 
@@ -248,13 +237,7 @@ class Service:
 
     def stop(self) -> None:
         self.http.close()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        stop_group(self.proc, 30)
         self._log.close()
         self.dir.cleanup()
 
@@ -268,12 +251,6 @@ class Service:
 
 def _seconds_between(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_service_jobs(port: int, threads: int, epochs: int, repeats: int) -> list[JobRun]:
@@ -356,10 +333,10 @@ def main() -> None:
         f"last epoch→finished {statistics.median(j.register_s for j in jobs):.3f}"
     )
     print("each run (s):")
-    print("  seed loop     " + " ".join(f"{w:.3f}" for w in seed_walls))
-    print("  service loop  " + " ".join(f"{w:.3f}" for w in loop_walls))
-    print("  job train     " + " ".join(f"{j.train_s:.3f}" for j in jobs))
-    print("  job e2e       " + " ".join(f"{j.e2e_s:.3f}" for j in jobs))
+    print(run_line("seed loop", seed_walls, 13))
+    print(run_line("service loop", loop_walls, 13))
+    print(run_line("job train", (j.train_s for j in jobs), 13))
+    print(run_line("job e2e", (j.e2e_s for j in jobs), 13))
 
 
 if __name__ == "__main__":

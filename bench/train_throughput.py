@@ -29,11 +29,16 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from app.ml.devices import resolve_device
 from app.schemas.dataset import DataKind
 from app.schemas.job import JobSpec
 from worker.data.raw import RawData
 from worker.training.loop import EpochResult, StepHook, fit
-from worker.training.setup import assemble, resolve_device
+from worker.training.setup import assemble
+
+# isort: split
+# bench's own modules: the script's folder is first on sys.path (python bench/train_throughput.py)
+from common import run_line
 
 SIDE, CLASSES, SEED, BATCH, LR, MOMENTUM = 28, 10, 0, 64, 0.01, 0.9
 VALIDATION_SPLIT = 0.01  # small: the seed loop has none, and fit evaluates it every epoch
@@ -308,7 +313,7 @@ def main() -> None:
     print("train loss: mean over the last timed epoch (an untrained model is at ln 10 = 2.30)")
     print("each run, wall s:")
     for row in rows:
-        print(f"  {row.name:30} " + " ".join(f"{r.wall_s:.3f}" for r in row.runs))
+        print(run_line(row.name, (r.wall_s for r in row.runs), 30))
 
 
 if __name__ == "__main__":

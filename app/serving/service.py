@@ -17,6 +17,7 @@ from app.core.config import Settings
 from app.core.db import session_scope
 from app.core.errors import AppError, PayloadTooLarge
 from app.ml.bundle import ModelBundle
+from app.ml.devices import resolve_device
 from app.services import auth, registry
 from app.services.auth import Principal
 from app.serving.batcher import Batcher, BatchPolicy
@@ -51,7 +52,7 @@ class Answer:
 class Serving:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.device = serving_device(settings.serve_device)
+        self.device = resolve_device(settings.serve_device, "TRAINSERVE_SERVE_DEVICE")
         self.cache = ModelCache(
             settings.model_cache_size, settings.model_cache_bytes, str(self.device)
         )
@@ -173,15 +174,6 @@ class Serving:
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown)
-
-
-def serving_device(requested: str) -> torch.device:
-    """Where models are served: "auto" takes the GPU when there is one."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("TRAINSERVE_SERVE_DEVICE=cuda, but torch sees no CUDA GPU here")
-    if requested in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def _read_key(key_hash: str) -> Principal:

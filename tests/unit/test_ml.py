@@ -6,12 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from app.core.config import Settings
 from app.core.errors import Unprocessable
 from app.ml.bundle import ModelBundle, load_bundle
+from app.ml.devices import UnavailableDevice, resolve_device
 from app.ml.preprocessing import Standardizer
 from app.ml.zoo import build_model
 from app.serving.predictor import decode, predict, rows_to_tensor
-from app.serving.service import serving_device
+from app.serving.service import Serving
 from tests.support import identity_mlp, tabular_bundle
 
 
@@ -49,16 +51,16 @@ def test_predict_applies_the_stored_preprocessing_exactly(tmp_path: Path) -> Non
     )
 
 
-def test_serving_device_auto_takes_the_gpu_only_when_there_is_one() -> None:
-    assert serving_device("cpu") == torch.device("cpu")
+def test_device_auto_takes_the_gpu_only_when_there_is_one() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert serving_device("auto").type == expected
+    assert resolve_device("auto").type == expected
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_serving_on_cuda_without_a_gpu_is_refused_at_start() -> None:
-    with pytest.raises(RuntimeError, match="no CUDA GPU"):
-        serving_device("cuda")
+    with pytest.raises(UnavailableDevice, match="TRAINSERVE_SERVE_DEVICE asks for device 'cuda'"):
+        Serving(Settings(serve_device="cuda"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -17,6 +17,7 @@ from torch import nn
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.ml.bundle import ModelBundle
+from app.ml.devices import resolve_device
 from app.models import Job, JobStatus
 from app.schemas.job import JobSpec
 from app.services import job_state, registry
@@ -86,7 +87,7 @@ def _finish(claim: Claim, outcome: Outcome) -> None:
 def train(claim: Claim, settings: Settings) -> Outcome | None:
     """Train the claimed attempt; None when the job went back to the queue instead."""
     spec = JobSpec.model_validate(claim.spec)
-    device = setup.resolve_device(spec.training.device)
+    device = resolve_device(spec.training.device)
     raw = load_raw(spec, lambda dataset_id: load_stored(settings, dataset_id))
     run = setup.assemble(spec, raw, device)
     state = TrainingState(run.model, run.optimizer, run.generator, setup.stateful_parts(run.opts))

@@ -23,18 +23,6 @@ from worker.training.schedule import LrSchedule
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class UnavailableDevice(Exception):
-    """The spec asked for a device this worker does not have."""
-
-
-def resolve_device(requested: str) -> torch.device:
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UnavailableDevice("the job asks for device 'cuda' and this worker has no CUDA GPU")
-    if requested in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 def model_options(spec: JobSpec, data: TrainingData) -> dict[str, Any]:
     options = arch_options(spec.model.model_dump())
     if data.preprocessor.tokenizer is not None:
