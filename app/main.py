@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute
 
 from app.api import errors, metrics
 from app.api.lane import PredictLane
@@ -40,6 +41,11 @@ def _telemetry(settings: Settings) -> dict[str, Any]:
     return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
+def _takes_request(route: BaseRoute) -> bool:
+    """A route whose endpoint reads the request itself: predict and V2 infer."""
+    return getattr(route, "endpoint", None) in (predict.predict, v2.infer)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -59,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.serving = Serving(settings)
     errors.install(app)
     # Outermost last: the body limit, then metrics, then the predict lane, then the app.
-    app.add_middleware(PredictLane, api=app)
+    hot_routes = [r for r in (*predict.router.routes, *v2.router.routes) if _takes_request(r)]
+    app.add_middleware(PredictLane, api=app, routes=hot_routes)
     app.add_middleware(metrics.HttpMetrics)
     app.add_middleware(
         BodySizeLimit,

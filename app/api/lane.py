@@ -1,15 +1,16 @@
-"""A short way through the app for predict requests.
+"""A short way through the app for predict and infer requests.
 
 A request normally walks the route list (a regex per route, in order), then FastAPI's
 exception, exit-stack and dependency layers, before its endpoint runs; for a one-row
 predict on a small model that was over half of the request's CPU (bench/README.md). This
-middleware sits inside the service's own (body limit, metrics) and sends a POST to either
-predict path straight to its endpoint (app/api/routers/predict.py), which needs none of
-those layers. The endpoint's errors become responses through the app's own exception
-handlers, so they look as they do anywhere else. Every other request, a predict path with
-another method included, goes through the app as before.
+middleware sits inside the service's own (body limit, metrics) and sends a POST to a predict
+or V2 infer path straight to its endpoint (app/api/routers/predict.py, v2.py), which takes
+the request alone and needs none of those layers. The endpoint's errors become responses
+through the app's own exception handlers, so they look as they do anywhere else. Every
+other request, a predict path with another method included, goes through the app as before.
 """
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import cast
 
@@ -17,20 +18,23 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.routers.predict import predict, router
-
 Handler = Callable[[Request, Exception], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class PredictLane:
-    def __init__(self, app: ASGIApp, api: FastAPI) -> None:
+    def __init__(self, app: ASGIApp, api: FastAPI, routes: list[BaseRoute]) -> None:
+        """routes: POST routes whose endpoint takes only the request (checked here)."""
         self.app = app
         self.api = api
-        # The predict router's own routes: the app's list holds the routers it included.
-        self.routes = [r for r in router.routes if isinstance(r, APIRoute)]
-        assert self.routes and all(r.endpoint is predict for r in self.routes)
+        self.routes = [r for r in routes if isinstance(r, APIRoute)]
+        assert self.routes and all(
+            r.methods == {"POST"} and list(inspect.signature(r.endpoint).parameters) == ["request"]
+            for r in self.routes
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -38,15 +42,17 @@ class PredictLane:
                 match = route.path_regex.match(scope["path"])
                 if match is not None:
                     # What the router would have set: metrics label requests by route.
-                    scope.update(path_params=match.groupdict(), route=route, endpoint=predict)
-                    await self._predict(scope, receive, send)
+                    scope.update(
+                        path_params=match.groupdict(), route=route, endpoint=route.endpoint
+                    )
+                    await self._call(route.endpoint, scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
-    async def _predict(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _call(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         try:
-            response = await predict(request)
+            response = await endpoint(request)
         except Exception as exc:
             handler = self._handler(exc)
             if handler is None:

@@ -49,6 +49,8 @@ def tensor_rows(tensor: InferTensor) -> list[Any]:
 
 
 def _flatten(data: list[Any]) -> list[Any]:
+    if list not in set(map(type, data)):  # already flat, the usual case: checked in C
+        return data
     flat: list[Any] = []
     stack = [iter(data)]
     while stack:  # iterative: a deeply nested body cannot exhaust the recursion limit

@@ -201,3 +201,23 @@ def test_requests_for_unknown_models_share_one_metrics_series(client: TestClient
     text = client.get("/metrics").text
     assert 'trainserve_predict_requests_total{model="-",status="404"}' in text
     assert 'model="nothing-1"' not in text
+
+
+def test_v2_infer_takes_the_same_lane_with_the_protocol_s_error_shape(
+    client: TestClient,
+) -> None:
+    fixed_model("infer-lane", get_settings().data_dir)
+    tensor = {"name": "input", "shape": [2, 2], "datatype": "FP32", "data": [[1, 0], [0, 2]]}
+    body = client.post("/v2/models/infer-lane/infer", json={"inputs": [tensor]}).json()
+    assert body["model_name"] == "infer-lane" and body["outputs"][0]["data"] == ["cat", "dog"]
+    for path, headers, status in (
+        ("/v2/models/infer-lane/infer", {"Authorization": ""}, 401),
+        ("/v2/models/no-such-model/infer", {}, 404),
+        ("/v2/models/-bad-/infer", {}, 422),
+        ("/v2/models/infer-lane/versions/9/infer", {}, 404),
+    ):
+        response = client.post(path, json={"inputs": [tensor]}, headers=headers)
+        assert response.status_code == status, response.text
+        assert set(response.json()) == {"error"} and response.json()["error"]
+    text = client.get("/metrics").text
+    assert 'route="/v2/models/{name}/infer",status="200"' in text

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.core.errors import AppError
 from app.schemas.job import NAME_PATTERN
@@ -31,8 +31,8 @@ class UnsupportedMediaType(AppError):
     code = "unsupported_media_type"
 
 
-def _openapi(*params: str) -> dict[str, Any]:
-    """What FastAPI would document from declared parameters and a body model."""
+def path_openapi(*params: str) -> dict[str, Any]:
+    """What FastAPI would document for path parameters it was not told about."""
     return {
         "parameters": [
             {
@@ -42,11 +42,17 @@ def _openapi(*params: str) -> dict[str, Any]:
                 "schema": {"type": "string", "pattern": PATH_PATTERNS[param].pattern},
             }
             for param in params
-        ],
+        ]
+    }
+
+
+def json_body_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    """What FastAPI would document for a body model the endpoint reads itself."""
+    return {
         "requestBody": {
-            "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+            "content": {"application/json": {"schema": model.model_json_schema()}},
             "required": True,
-        },
+        }
     }
 
 
@@ -54,27 +60,28 @@ def _openapi(*params: str) -> dict[str, Any]:
     "/{name}/predict",
     response_model=PredictResponse,
     response_model_exclude_none=True,
-    openapi_extra=_openapi("name"),
+    openapi_extra=path_openapi("name") | json_body_openapi(PredictRequest),
 )
 @router.post(
     "/{name}/versions/{ref}/predict",
     response_model=PredictResponse,
     response_model_exclude_none=True,
-    openapi_extra=_openapi("name", "ref"),
+    openapi_extra=path_openapi("name", "ref") | json_body_openapi(PredictRequest),
 )
 async def predict(request: Request) -> Response:
     """Rows in, labels and probabilities out, from the version the name (production, else
     the latest) or `ref` (a version number or an alias) points to now."""
     serving: Serving = request.app.state.serving
     principal = await serving.principal(request.headers.get("authorization"), "predict")
-    name, ref = _path(request.path_params)
+    name, ref = model_path(request.path_params)
     inputs = await _inputs(request)
     answer = await serving.handle(name, ref, inputs, principal.tenant)
     # orjson writes the PredictResponse fields several times faster than the response model.
     return Response(orjson.dumps(answer.body()), media_type="application/json")
 
 
-def _path(params: dict[str, Any]) -> tuple[str, str | None]:
+def model_path(params: dict[str, Any]) -> tuple[str, str | None]:
+    """The model name and version ref of a request's path, checked as FastAPI would."""
     errors = [
         {
             "type": "string_pattern_mismatch",

@@ -3,7 +3,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import (
@@ -15,11 +15,13 @@ from app.api.deps import (
     VersionRef,
     get_principal,
 )
+from app.api.routers.predict import json_body_openapi, model_path, path_openapi
 from app.core.errors import Unprocessable
 from app.schemas.v2 import InferRequest, InferResponse, ModelMetadata
 from app.services import health, registry
 from app.services.auth import Principal
 from app.serving import v2
+from app.serving.service import Serving
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 Authenticated = Annotated[Principal, Depends(get_principal)]
@@ -59,12 +61,7 @@ async def model_ready(
     "/models/{name}/infer",
     response_model=InferResponse,
     response_model_exclude_none=True,
-    openapi_extra={
-        "requestBody": {
-            "content": {"application/json": {"schema": InferRequest.model_json_schema()}},
-            "required": True,
-        }
-    },
+    openapi_extra=path_openapi("name") | json_body_openapi(InferRequest),
 )
 @router.post(
     "/models/{name}/versions/{ref}/infer",
@@ -72,13 +69,12 @@ async def model_ready(
     response_model_exclude_none=True,
     include_in_schema=False,
 )
-async def infer(
-    name: ModelName,
-    request: Request,
-    serving: ServingDep,
-    principal: Predict,
-    ref: Ref | None = None,
-) -> InferResponse:
+async def infer(request: Request) -> Response:
+    """Like predict (app/api/routers/predict.py), a hot path: the request alone, no FastAPI
+    parameters or dependencies; app/api/lane.py sends it here straight."""
+    serving: Serving = request.app.state.serving
+    principal = await serving.principal(request.headers.get("authorization"), "predict")
+    name, ref = model_path(request.path_params)
     body = v2.parse_request(
         await request.body(), request.headers.get("inference-header-content-length")
     )
@@ -86,9 +82,10 @@ async def infer(
         raise Unprocessable(f"these models take one input tensor, got {len(body.inputs)}")
     answer = await serving.handle(name, ref, v2.tensor_rows(body.inputs[0]), principal.tenant)
     wanted = {o.name for o in body.outputs} if body.outputs else None
-    return InferResponse(
+    response = InferResponse(
         model_name=name,
         model_version=str(answer.model_version),
         id=body.id,
         outputs=v2.outputs(answer.prediction, wanted),
     )
+    return Response(response.model_dump_json(exclude_none=True), media_type="application/json")
