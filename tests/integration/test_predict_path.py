@@ -2,8 +2,10 @@
 in-process on real PostgreSQL: what it caches and for how long, the errors its hand-written
 parsing gives, and what still goes through FastAPI's routing."""
 
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -221,3 +223,24 @@ def test_v2_infer_takes_the_same_lane_with_the_protocol_s_error_shape(
         assert set(response.json()) == {"error"} and response.json()["error"]
     text = client.get("/metrics").text
     assert 'route="/v2/models/{name}/infer",status="200"' in text
+
+
+def test_a_request_in_flight_finishes_on_the_version_it_started_with(client: TestClient) -> None:
+    data_dir = get_settings().data_dir
+    for _ in range(2):
+        fixed_model("in-flight", data_dir)
+    assert client.put("/v1/models/in-flight/aliases/production", json={"version": 1}).is_success
+    assert served_version(client, "in-flight") == 1  # loaded, so the request below only waits
+    serving = client.app.state.serving  # type: ignore[attr-defined]
+    release = threading.Event()
+    serving.executor.submit(release.wait, 30)  # the forward thread is busy: batches queue up
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(served_version, client, "in-flight")
+        time.sleep(0.3)  # the first request is resolved and queued behind the busy thread
+        assert not first.done()
+        moved = client.put("/v1/models/in-flight/aliases/production", json={"version": 2})
+        assert moved.is_success
+        second = pool.submit(served_version, client, "in-flight")
+        time.sleep(0.3)
+        release.set()
+        assert (first.result(10), second.result(10)) == (1, 2)
