@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,18 +83,39 @@ def up(host: str, port: int, data_dir: Path | None, workers: int) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-def api(host: str, port: int) -> None:
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    envvar="TRAINSERVE_API_PROCESSES",
+    help="API processes sharing the port; predict uses about one core per process",
+)
+def api(host: str, port: int, processes: int) -> None:
     """Serve the HTTP API only (an embedded SQLite database is upgraded on start)."""
     import uvicorn
 
+    settings = get_settings()
+    if processes > 1:
+        _share_metrics(settings.data_dir / "metrics")
     uvicorn.run(
         "app.main:create_app",
         factory=True,
         host=host,
         port=port,
+        workers=processes if processes > 1 else None,
         log_level="info",
-        access_log=get_settings().access_log,
+        access_log=settings.access_log,
     )
+
+
+def _share_metrics(folder: Path) -> None:
+    """N API processes answer /metrics in turn, so each must show all of them: prometheus_client
+    keeps every process's values in files under PROMETHEUS_MULTIPROC_DIR (read when the
+    processes import it; they start after this). A previous run's files are removed."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 @main.command()

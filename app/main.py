@@ -1,5 +1,6 @@
 """create_app(): lifespan, middleware, routers, and the one error handler."""
 
+import fcntl
 import inspect
 import logging
 from collections.abc import AsyncIterator
@@ -23,13 +24,16 @@ log = logging.getLogger(__name__)
 
 
 def prepare(settings: Settings) -> None:
-    """Start-up work both `up` and `api` need: folders, the embedded schema, the bootstrap key."""
+    """Start-up work both `up` and `api` need: folders, the embedded schema, the bootstrap key.
+    One process at a time (`api --processes N` starts N at once): both steps read, then write."""
     settings.ensure_dirs()
-    if settings.db_url.startswith("sqlite"):
-        upgrade(settings.db_url)
-    if settings.api_key:
-        with session_scope() as session:
-            ensure_key(session, settings.api_key)
+    with open(settings.data_dir / ".prepare.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if settings.db_url.startswith("sqlite"):
+            upgrade(settings.db_url)
+        if settings.api_key:
+            with session_scope() as session:
+                ensure_key(session, settings.api_key)
 
 
 def _telemetry(settings: Settings) -> dict[str, Any]:

@@ -1,8 +1,16 @@
 """Prometheus metrics: HTTP traffic (from middleware) and job and model state (read at scrape)."""
 
+import os
 import time
 
-from prometheus_client import Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,15 +29,33 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
-JOBS = Gauge("trainserve_jobs", "Jobs by status", ["status"], registry=REGISTRY)
+# multiprocess_mode: how `api --processes N` adds up the processes' values (ignored otherwise).
+# Job counts come from the database, so any process's latest reading is the answer; the
+# caches are per process, so theirs add up.
+JOBS = Gauge(
+    "trainserve_jobs",
+    "Jobs by status",
+    ["status"],
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
 CACHE_LOADS = Gauge(
-    "trainserve_model_cache_loads", "Model versions loaded from disk", registry=REGISTRY
+    "trainserve_model_cache_loads",
+    "Model versions loaded from disk",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 CACHE_EVICTIONS = Gauge(
-    "trainserve_model_cache_evictions", "Model versions evicted", registry=REGISTRY
+    "trainserve_model_cache_evictions",
+    "Model versions evicted",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 CACHE_BYTES = Gauge(
-    "trainserve_model_cache_bytes", "Bytes of loaded model versions", registry=REGISTRY
+    "trainserve_model_cache_bytes",
+    "Bytes of loaded model versions",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 
 
@@ -82,4 +108,8 @@ def render(session: Session, cache: ModelCache) -> bytes:
     CACHE_LOADS.set(cache.loads)
     CACHE_EVICTIONS.set(cache.evictions)
     CACHE_BYTES.set(cache.loaded_bytes)
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # `api --processes N`: every process's values
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
     return generate_latest(REGISTRY)

@@ -34,7 +34,11 @@ EVICTIONS = Counter(
     registry=REGISTRY,
 )
 QUEUE_ROWS = Gauge(
-    "trainserve_predict_queue_rows", "Rows waiting for a forward pass", ["model"], registry=REGISTRY
+    "trainserve_predict_queue_rows",
+    "Rows waiting for a forward pass",
+    ["model"],
+    registry=REGISTRY,
+    multiprocess_mode="livesum",  # api --processes N: the rows waiting in all of them
 )
 
 
