@@ -1,5 +1,5 @@
-"""Pieces the bench scripts share: a free port, a server's environment, process groups, and the
-"each run" line of a report."""
+"""Pieces the bench scripts share: the seed job's settings and spec, a free port, a server's
+environment, process groups, and the "each run" line of a report."""
 
 import os
 import signal
@@ -7,7 +7,10 @@ import socket
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+# The seed document's training: mlp [128], SGD lr 0.01 momentum 0.9, batch 64, seed 0.
+SEED, BATCH, LR, MOMENTUM = 0, 64, 0.01, 0.9
 
 
 def free_port() -> int:
@@ -51,3 +54,23 @@ def stop_group(popen: subprocess.Popen[bytes], timeout: float) -> None:
 def run_line(label: str, walls: Iterable[float], width: int) -> str:
     """One line of a report's "each run" block: the label, then every run's wall seconds."""
     return f"  {label:{width}} " + " ".join(f"{w:.3f}" for w in walls)
+
+
+def seed_spec(
+    model_name: str, epochs: int, validation_split: float, **training: Any
+) -> dict[str, Any]:
+    """The seed job as a job spec (tests/support.py seed_spec, written out: bench does not
+    import tests). `training` adds fields, e.g. compile."""
+    return {
+        "model_name": model_name,
+        "dataset": {"builtin": "digits"},
+        "model": {"arch": "mlp", "hidden": [128]},
+        "training": {
+            "epochs": epochs,
+            "batch_size": BATCH,
+            "optimizer": {"name": "sgd", "lr": LR, "momentum": MOMENTUM},
+            "validation_split": validation_split,
+            "seed": SEED,
+            **training,
+        },
+    }

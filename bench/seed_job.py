@@ -37,26 +37,21 @@ from worker.training.loop import EpochResult, LoopOptions, Splits, fit
 
 # isort: split
 # bench's own modules: the script's folder is first on sys.path (python bench/seed_job.py)
-from common import free_port, run_line, server_env, start_group, stop_group
+from common import (
+    BATCH,
+    LR,
+    MOMENTUM,
+    SEED,
+    free_port,
+    run_line,
+    seed_spec,
+    server_env,
+    start_group,
+    stop_group,
+)
 
 TRAINSERVE = Path(sys.executable).parent / "trainserve"
-VALIDATION_SPLIT, SEED, BATCH, LR, MOMENTUM = 0.1, 0, 64, 0.01, 0.9
-
-
-def seed_spec(model_name: str, epochs: int) -> dict[str, Any]:
-    """The seed job (tests/support.py seed_spec, written out: bench does not import tests)."""
-    return {
-        "model_name": model_name,
-        "dataset": {"builtin": "digits"},
-        "model": {"arch": "mlp", "hidden": [128]},
-        "training": {
-            "epochs": epochs,
-            "batch_size": BATCH,
-            "optimizer": {"name": "sgd", "lr": LR, "momentum": MOMENTUM},
-            "validation_split": VALIDATION_SPLIT,
-            "seed": SEED,
-        },
-    }
+VALIDATION_SPLIT = 0.1
 
 
 @dataclass(frozen=True)
@@ -199,7 +194,8 @@ class Service:
 
     def run_job(self, model_name: str, epochs: int, timeout: float = 300) -> JobRun:
         began = time.perf_counter()
-        response = self.http.post("/v1/jobs", json=seed_spec(model_name, epochs))
+        spec = seed_spec(model_name, epochs, VALIDATION_SPLIT)
+        response = self.http.post("/v1/jobs", json=spec)
         response.raise_for_status()
         job_id = response.json()["id"]
         job = self._poll(job_id, began, timeout)

@@ -38,9 +38,9 @@ from worker.training.setup import assemble
 
 # isort: split
 # bench's own modules: the script's folder is first on sys.path (python bench/train_throughput.py)
-from common import run_line
+from common import BATCH, LR, MOMENTUM, SEED, run_line, seed_spec
 
-SIDE, CLASSES, SEED, BATCH, LR, MOMENTUM = 28, 10, 0, 64, 0.01, 0.9
+SIDE, CLASSES = 28, 10
 VALIDATION_SPLIT = 0.01  # small: the seed loop has none, and fit evaluates it every epoch
 HEARTBEAT_S = 1.0  # Settings.heartbeat_s default: Reporter renews the lease this often
 
@@ -69,21 +69,8 @@ def synthetic_mnist(rows: int, seed: int = SEED) -> RawData:
 def service_spec(epochs: int, compile_model: bool = False) -> JobSpec:
     """The seed job on MNIST: mlp [128], SGD lr 0.01 momentum 0.9, batch 64. The builtin name is
     only there to make a valid spec: the bench passes its RawData to assemble() itself."""
-    return JobSpec.model_validate(
-        {
-            "model_name": "bench-throughput",
-            "dataset": {"builtin": "digits"},
-            "model": {"arch": "mlp", "hidden": [128]},
-            "training": {
-                "epochs": epochs,
-                "batch_size": BATCH,
-                "optimizer": {"name": "sgd", "lr": LR, "momentum": MOMENTUM},
-                "validation_split": VALIDATION_SPLIT,
-                "seed": SEED,
-                "compile": compile_model,
-            },
-        }
-    )
+    spec = seed_spec("bench-throughput", epochs, VALIDATION_SPLIT, compile=compile_model)
+    return JobSpec.model_validate(spec)
 
 
 @dataclass(frozen=True)
