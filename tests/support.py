@@ -213,7 +213,25 @@ def api_error(response: Any, status: int, code: str | None = None) -> dict[str, 
     return error
 
 
-def fixed_model(name: str, data_dir: Path, project: str = "default") -> int:
+def version_query(name: str, project: str = "default") -> Any:
+    """SELECT the versions of the model (project, name)."""
+    from sqlalchemy import select
+
+    from app.models import ModelVersion, RegisteredModel
+
+    return (
+        select(ModelVersion)
+        .join(RegisteredModel)
+        .where(RegisteredModel.project == project, RegisteredModel.name == name)
+    )
+
+
+def fixed_model(
+    name: str,
+    data_dir: Path,
+    project: str = "default",
+    classes: tuple[str, str] = ("cat", "dog"),
+) -> int:
     """Register a 2-2-2 MLP with identity weights (logits equal relu(x)) straight into the
     database and artifacts the current Settings point at, as a worker would."""
     from app.core.db import session_scope
@@ -221,7 +239,7 @@ def fixed_model(name: str, data_dir: Path, project: str = "default") -> int:
     from app.services import registry
 
     model = identity_mlp()
-    bundle = tabular_bundle(model, ["cat", "dog"], [0.0, 0.0], [1.0, 1.0])
+    bundle = tabular_bundle(model, list(classes), [0.0, 0.0], [1.0, 1.0])
     with session_scope() as session:
         job = Job(
             model_name=name,
@@ -244,7 +262,7 @@ def fixed_model(name: str, data_dir: Path, project: str = "default") -> int:
             spec=job.spec,
             dataset={"builtin": "none"},
             metrics={},
-            classes=["cat", "dog"],
+            classes=list(classes),
             input_shape=[2],
             checkpoint_path=rel,
             checkpoint_sha256=sha,

@@ -48,11 +48,17 @@ _reaper: ReaperLoop | None = None
 @signals.worker_ready.connect
 def _start_supervision(sender: Any = None, **_: Any) -> None:
     global _heartbeat, _reaper
-    node_id = f"{socket.gethostname()}:{os.getpid()}"
-    _heartbeat = NodeHeartbeat(node_id)
+    node_id = f"{socket.gethostname()}:{os.getpid()}"  # runner.node_id() in its pool children
+    _heartbeat = NodeHeartbeat(node_id, _pool_size(sender))
     _heartbeat.start()
     _reaper = ReaperLoop(node_id, get_settings())
     _reaper.start()
+
+
+def _pool_size(consumer: Any) -> int:
+    """How many jobs this worker runs at once (--concurrency), advertised to the reaper."""
+    pool = getattr(consumer, "pool", None)
+    return int(getattr(pool, "num_processes", None) or celery.conf.worker_concurrency or 1)
 
 
 @signals.worker_shutting_down.connect

@@ -13,11 +13,12 @@ import sys
 import threading
 from datetime import timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.db import session_scope
+from app.core.db import db_now, session_scope, upsert
 from app.models.base import utcnow
 from app.models.worker import WorkerNode
 from app.services import reaper
@@ -40,8 +41,9 @@ def probe_cuda_devices() -> int:
 
 
 class NodeHeartbeat:
-    def __init__(self, node_id: str) -> None:
+    def __init__(self, node_id: str, concurrency: int = 1) -> None:
         self.node_id = node_id
+        self.concurrency = concurrency
         self.cuda_devices = 0
         self._stop = threading.Event()
 
@@ -58,10 +60,16 @@ class NodeHeartbeat:
             log.warning("could not remove worker row %s: %s", self.node_id, exc)
 
     def drain(self) -> None:
-        """A graceful shutdown began: the running job hands itself back to the queue."""
+        """A graceful shutdown began: the running job hands itself back to the queue. An
+        upsert, so a SIGTERM that comes before this worker's first heartbeat wrote its row
+        still reaches the job."""
         with session_scope() as session:
-            session.execute(
-                update(WorkerNode).where(WorkerNode.id == self.node_id).values(draining=True)
+            upsert(
+                session,
+                WorkerNode,
+                self._row_values(session) | {"draining": True},
+                ["id"],
+                ["draining", "last_seen"],
             )
 
     def _run(self) -> None:
@@ -74,13 +82,27 @@ class NodeHeartbeat:
                 return
 
     def _beat(self) -> None:
+        """Insert or refresh this worker's row; never touches `draining` once it is set."""
         with session_scope() as session:
-            row = session.get(WorkerNode, self.node_id)
-            if row is None:
-                row = WorkerNode(id=self.node_id, hostname=socket.gethostname())
-                session.add(row)
-            row.cuda_devices = self.cuda_devices
-            row.last_seen = utcnow()
+            upsert(
+                session,
+                WorkerNode,
+                self._row_values(session),
+                ["id"],
+                ["cuda_devices", "concurrency", "last_seen"],
+            )
+
+    def _row_values(self, session: Session) -> dict[str, object]:
+        # last_seen on the database's clock: the API and the reaper judge it on that clock
+        return {
+            "id": self.node_id,
+            "hostname": socket.gethostname(),
+            "cuda_devices": self.cuda_devices,
+            "concurrency": self.concurrency,
+            "draining": False,
+            "started_at": utcnow(),
+            "last_seen": db_now(session),
+        }
 
 
 class ReaperLoop:

@@ -10,7 +10,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.schemas.job import ID_PATTERN, NAME_PATTERN
 from app.schemas.model import REF_PATTERN
-from app.services.auth import Principal, authenticate
+from app.services.auth import PROJECT_HEADER, Principal, authenticate
 from app.serving.service import Serving
 
 
@@ -22,8 +22,16 @@ def get_session() -> Iterator[Session]:
 def get_principal(
     session: Annotated[Session, Depends(get_session, scope="function")],
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    project: Annotated[
+        str | None,
+        Header(
+            alias=PROJECT_HEADER,
+            max_length=100,
+            description="An admin key's project for this request (default: the key's own)",
+        ),
+    ] = None,
 ) -> Principal:
-    return authenticate(session, authorization)
+    return authenticate(session, authorization).in_project(project)
 
 
 def require(scope: str) -> Callable[[Principal], Principal]:
@@ -49,12 +57,10 @@ def commit_then_forget(session: Session, serving: Serving) -> None:
     serving.forget()
 
 
-async def predict_principal(
-    request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
-) -> Principal:
+async def predict_principal(request: Request) -> Principal:
     """The caller's key with the predict scope, checked through the serving path's cache."""
     serving: Serving = request.app.state.serving
-    return await serving.principal(authorization, "predict")
+    return await serving.principal(request.headers, "predict")
 
 
 # scope="function": the commit runs when the route returns, before the response is sent, so

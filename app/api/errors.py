@@ -6,9 +6,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
-from app.core.errors import AppError
+from app.core.errors import AppError, storage_full
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,16 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     return _respond(request, exc.status_code, _body(code, str(exc.detail)), exc.headers)
 
 
+async def io_error(request: Request, exc: Exception) -> JSONResponse:
+    """A full disk (the data dir's, or the database's) is the operator's to fix, not a bug:
+    507 storage_full, said plainly. Any other I/O or database error is a 500."""
+    full = storage_full(exc)
+    if full is None:
+        raise exc
+    log.error("storage full on %s %s: %s", request.method, request.url.path, exc)
+    return await app_error(request, full)
+
+
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # A 500 is a bug: log it with the trace, and give the client no internals.
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -83,4 +94,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(OSError, io_error)
+    app.add_exception_handler(SQLAlchemyError, io_error)
     app.add_exception_handler(Exception, unexpected_error)

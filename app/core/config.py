@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,12 +21,15 @@ class Settings(BaseSettings):
     broker_polling_interval_s: float = Field(0.1, gt=0, le=5)
     queue_name: str = "trainserve"
 
-    # A running job renews its lease every heartbeat; a lapsed lease means its worker is gone.
-    lease_s: float = Field(60.0, gt=1)
+    # A running job's worker renews its lease every heartbeat_s from a thread of its own,
+    # whatever training is doing; a lease that lapsed (on the database's clock) means the
+    # worker is gone. A SIGKILLed worker's job resumes within about lease_s + reaper_interval_s.
+    lease_s: float = Field(10.0, ge=1)
     heartbeat_s: float = Field(1.0, gt=0)
     # The reaper: requeues jobs whose lease lapsed (up to max_attempts), and sends again the
-    # message of a job still queued after requeue_after_s (a lost message; duplicates are no-ops).
-    reaper_interval_s: float = Field(5.0, gt=0)
+    # message of a job still queued after requeue_after_s while a worker is idle (a lost
+    # message; duplicates are dropped before they take a process).
+    reaper_interval_s: float = Field(2.0, gt=0)
     requeue_after_s: float = Field(60.0, gt=0)
     max_attempts: int = Field(3, ge=1, le=100)
     max_job_runtime_s: int = Field(7 * 24 * 3600, ge=1)
@@ -70,6 +73,18 @@ class Settings(BaseSettings):
     # The decoded arrays (rows x features floats, N x C x H x W pixels, padded texts) must fit
     # in a worker's memory: a small file can still decode to something huge.
     max_dataset_bytes: int = Field(4 * 1024 * 1024 * 1024, ge=1)
+
+    # Below this much free space under data_dir, /readyz says not ready (storage "low").
+    min_free_bytes: int = Field(256 * 1024 * 1024, ge=0)
+
+    @model_validator(mode="after")
+    def _heartbeats_fit_in_a_lease(self) -> "Settings":
+        if self.heartbeat_s * 3 > self.lease_s:
+            raise ValueError(
+                f"TRAINSERVE_HEARTBEAT_S ({self.heartbeat_s}) must be at most a third of "
+                f"TRAINSERVE_LEASE_S ({self.lease_s}): a lease must outlive a missed renewal"
+            )
+        return self
 
     @field_validator("data_dir")
     @classmethod

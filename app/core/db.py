@@ -1,14 +1,26 @@
 """Engine and session scope. The caller of a service owns the transaction."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, Executable, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Engine,
+    Executable,
+    create_engine,
+    event,
+    func,
+    literal,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.core.config import get_settings
+from app.models.base import UTCDateTime, utcnow
 
 
 def make_engine(url: str) -> Engine:
@@ -56,3 +68,46 @@ def execute_update(session: Session, statement: Executable) -> int:
     """Run a guarded UPDATE and return how many rows it changed (0: the guard did not match)."""
     result = cast(CursorResult[Any], session.execute(statement))
     return result.rowcount
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def db_now(session: Session, plus_s: float = 0.0) -> ColumnElement[datetime]:
+    """The database's clock (+ plus_s), for leases judged across hosts: every host compares
+    against one clock, not its own. SQLite lives on one host, so there it is this host's."""
+    if _dialect(session) == "postgresql":
+        now = func.now()  # the transaction's start; ours are short
+        return now + timedelta(seconds=plus_s) if plus_s else now
+    return literal(utcnow() + timedelta(seconds=plus_s), UTCDateTime())
+
+
+def insert_or_ignore(
+    session: Session, model: type[DeclarativeBase], values: dict[str, Any], keys: Sequence[str]
+) -> bool:
+    """INSERT one row unless a row with the same unique `keys` exists: one statement, so two
+    requests racing for one key both succeed (the loser inserts nothing). True if inserted."""
+    statement = _insert(session, model).values(**values).on_conflict_do_nothing(index_elements=keys)
+    key = model.__table__.primary_key.columns  # type: ignore[attr-defined]
+    return session.execute(statement.returning(*key)).first() is not None
+
+
+def upsert(
+    session: Session,
+    model: type[DeclarativeBase],
+    values: dict[str, Any],
+    keys: Sequence[str],
+    update: Sequence[str],
+) -> None:
+    """INSERT one row, or UPDATE the `update` columns of the row with the same unique `keys`."""
+    statement = _insert(session, model).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=keys, set_={name: statement.excluded[name] for name in update}
+    )
+    session.execute(statement)
+
+
+def _insert(session: Session, model: type[DeclarativeBase]) -> Any:
+    dialect = postgresql if _dialect(session) == "postgresql" else sqlite
+    return dialect.insert(model)

@@ -1,6 +1,9 @@
 """Domain errors. Each carries its HTTP status; one handler in app.main turns them into JSON."""
 
+import errno
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 
 class AppError(Exception):
@@ -66,3 +69,38 @@ class TooManyRequests(AppError):
 class Unavailable(AppError):
     status_code = 503
     code = "unavailable"
+
+
+class StorageFull(AppError):
+    """The disk (of the data dir, or the database's) is full: nothing was kept; retry once
+    space is freed. Not the client's fault, and not a bug."""
+
+    status_code = 507
+    code = "storage_full"
+
+
+# SQLite says "database or disk is full" (SQLITE_FULL); PostgreSQL's class 53 disk_full.
+_DB_FULL_SQLSTATE = "53100"
+
+
+def storage_full(exc: BaseException) -> StorageFull | None:
+    """The StorageFull that `exc` (or what caused it) amounts to, if it is one."""
+    seen: BaseException | None = exc
+    for _ in range(20):  # a chain of causes is short; never follow a loop forever
+        if seen is None:
+            return None
+        if isinstance(seen, StorageFull):
+            return seen
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StorageFull(f"no space left on the device ({seen.filename or 'a file'})")
+        if isinstance(seen, DBAPIError) and _database_full(seen):
+            return StorageFull("the database's disk is full")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _database_full(exc: DBAPIError) -> bool:
+    orig = exc.orig
+    return "database or disk is full" in str(orig) or getattr(orig, "sqlstate", None) == (
+        _DB_FULL_SQLSTATE
+    )

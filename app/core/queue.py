@@ -49,25 +49,29 @@ def producer() -> Celery:
     )
 
 
-def send_task(name: str, args: list[Any]) -> None:
+def send_task(name: str, args: list[Any], countdown_s: float = 0) -> None:
     producer().send_task(
         name,
         args=args,
+        countdown=countdown_s or None,
         retry=True,
         retry_policy={"max_retries": 3, "interval_start": 0.1, "interval_step": 0.5},
     )
 
 
-def enqueue_after_commit(session: Session, name: str, args: list[Any]) -> None:
-    """Send the task once this session's transaction has committed, never before."""
-    session.info.setdefault(_PENDING, []).append((name, args))
+def enqueue_after_commit(
+    session: Session, name: str, args: list[Any], countdown_s: float = 0
+) -> None:
+    """Send the task once this session's transaction has committed, never before (and to be
+    run no sooner than countdown_s after)."""
+    session.info.setdefault(_PENDING, []).append((name, args, countdown_s))
 
 
 @event.listens_for(Session, "after_commit")
 def _publish_pending(session: Session) -> None:
-    for name, args in session.info.pop(_PENDING, []):
+    for name, args, countdown_s in session.info.pop(_PENDING, []):
         try:
-            send_task(name, args)
+            send_task(name, args, countdown_s)
         except Exception:
             log.exception("could not publish %s%s; the job row keeps it queued", name, args)
 

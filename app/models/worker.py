@@ -17,6 +17,9 @@ class WorkerNode(Base):
     id: Mapped[str] = mapped_column(String(200), primary_key=True)  # hostname:pid
     hostname: Mapped[str] = mapped_column(String(200))
     cuda_devices: Mapped[int] = mapped_column(Integer, default=0)
+    # jobs it runs at once: the reaper resends a stale queued job's message only while some
+    # live worker has room for it (otherwise the message is waiting in the queue, not lost)
+    concurrency: Mapped[int] = mapped_column(Integer, default=1)
     # set on a graceful shutdown: its running job checkpoints and goes back to the queue
     draining: Mapped[bool] = mapped_column(default=False)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -9,6 +9,7 @@ REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 class ModelSummary(BaseModel):
     name: str
+    project: str
     latest_version: int | None
     created_at: datetime
 
@@ -17,6 +18,7 @@ class ModelVersionPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     model_name: str
+    project: str
     version: int
     job_id: str
     task: str
@@ -31,6 +33,7 @@ class ModelVersionPublic(BaseModel):
 
 class ModelDetail(BaseModel):
     name: str
+    project: str
     created_at: datetime
     aliases: dict[str, int]
     versions: list[ModelVersionPublic]

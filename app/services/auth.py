@@ -1,36 +1,65 @@
 """API keys: generated here, shown once, stored as SHA-256 hashes."""
 
 import hashlib
+import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core.errors import Forbidden, NotFound, Unauthorized
+from app.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from app.models import ApiKey
 from app.models.base import utcnow
+from app.schemas.job import NAME_PATTERN
 
 KEY_PREFIX = "ts_"
 # last_used_at is written at most this often per key, so predict traffic does not write per call.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+# An admin key acts in its own project unless a request names another with this header.
+PROJECT_HEADER = "X-Trainserve-Project"
+_PROJECT = re.compile(NAME_PATTERN)
 
 
 @dataclass(frozen=True)
 class Principal:
     key_id: str
+    # The project this request acts in: where its jobs go and where model names resolve.
     project: str
     scopes: frozenset[str]
+    # An admin key that named no project: its lists and id lookups span every project.
+    every_project: bool = False
+
+    @property
+    def admin(self) -> bool:
+        return "admin" in self.scopes
 
     @property
     def tenant(self) -> str | None:
-        """The project whose resources this key sees; None (all of them) for an admin key."""
-        return None if "admin" in self.scopes else self.project
+        """The project whose jobs and datasets this request sees; None: all of them."""
+        return None if self.every_project else self.project
 
     def require(self, scope: str) -> None:
-        if "admin" not in self.scopes and scope not in self.scopes:
+        if not self.admin and scope not in self.scopes:
             raise Forbidden(f"this key lacks the '{scope}' scope", code="insufficient_scope")
+
+    def in_project(self, project: str | None) -> "Principal":
+        """The principal for a request that names `project` (the X-Trainserve-Project header).
+        An admin key may name any project; any other key only its own."""
+        if project is None:
+            return self
+        if not _PROJECT.match(project):
+            raise BadRequest(f"{PROJECT_HEADER} must match {NAME_PATTERN}", code="invalid_project")
+        if self.admin:
+            return replace(self, project=project, every_project=False)
+        if project != self.project:
+            raise Forbidden(
+                f"this key belongs to project '{self.project}'; only an admin key may name "
+                "another project",
+                code="wrong_project",
+            )
+        return self
 
 
 def generate_key() -> str:
@@ -96,7 +125,8 @@ def principal_for(session: Session, key_hash: str) -> Principal:
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
         row.last_used_at = now
-    return Principal(key_id=row.id, project=row.project, scopes=frozenset(row.scopes))
+    scopes = frozenset(row.scopes)
+    return Principal(row.id, row.project, scopes, every_project="admin" in scopes)
 
 
 def list_keys(session: Session) -> list[ApiKey]:

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shutil
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,7 +15,25 @@ log = logging.getLogger(__name__)
 
 
 def readiness(session: Session, settings: Settings) -> dict[str, str]:
-    return {"database": _database(session), "broker": _broker(settings)}
+    return {
+        "database": _database(session),
+        "broker": _broker(settings),
+        "storage": _storage(settings),
+    }
+
+
+def _storage(settings: Settings) -> str:
+    """'low' below min_free_bytes under the data dir (datasets, checkpoints, models, and the
+    embedded database live there): uploads and training would fail on a full disk."""
+    try:
+        free = shutil.disk_usage(settings.data_dir).free
+    except OSError as exc:
+        log.warning("cannot read the free space of %s: %s", settings.data_dir, exc)
+        return "unreachable"
+    if free < settings.min_free_bytes:
+        log.warning("only %d bytes free under %s", free, settings.data_dir)
+        return "low"
+    return "ok"
 
 
 def _database(session: Session) -> str:

@@ -5,17 +5,19 @@ cancel changes nothing. A running job's writes are fenced by its attempt number:
 job has moved on (reaped, cancelled, finished), the old attempt's updates match no row.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.core.db import execute_update
+from app.core.db import db_now, execute_update
 from app.core.queue import TRAIN_TASK, enqueue_after_commit
 from app.models import Job, JobEvent, JobMetric, JobStatus, WorkerNode
 from app.models.base import utcnow
+from app.services import registry
 
 
 class LeaseLost(Exception):
@@ -44,7 +46,6 @@ def add_event(session: Session, job_id: str, attempt: int, kind: str, message: s
 
 def claim(session: Session, job_id: str, worker_id: str, lease_s: float) -> Claim | None:
     """Take a queued job. Returns None when it is not queued (a second delivery: a no-op)."""
-    now = utcnow()
     job = session.get(Job, job_id)
     if job is None:
         return None
@@ -57,18 +58,25 @@ def claim(session: Session, job_id: str, worker_id: str, lease_s: float) -> Clai
             status=JobStatus.running,
             attempt=attempt,
             worker_id=worker_id,
-            heartbeat_at=now,
-            lease_expires_at=now + timedelta(seconds=lease_s),
-            started_at=job.started_at or now,
-            updated_at=now,
+            heartbeat_at=db_now(session),
+            lease_expires_at=db_now(session, lease_s),
+            started_at=func.coalesce(Job.started_at, db_now(session)),
+            updated_at=utcnow(),
         ),
     )
     if not claimed:
         return None
+    session.refresh(job)
     add_event(
         session, job_id, attempt, "claimed", f"claimed by worker {worker_id} (attempt {attempt})"
     )
-    return Claim(job_id=job_id, attempt=attempt, spec=job.spec, started_at=job.started_at or now)
+    assert job.started_at is not None
+    return Claim(job_id=job_id, attempt=attempt, spec=job.spec, started_at=job.started_at)
+
+
+def is_queued(session: Session, job_id: str) -> bool:
+    """Whether a message for this job has anything to do (the rest are duplicates)."""
+    return session.scalar(select(Job.status).where(Job.id == job_id)) == JobStatus.queued
 
 
 def _running(job_id: str, attempt: int) -> Any:
@@ -76,7 +84,10 @@ def _running(job_id: str, attempt: int) -> Any:
 
 
 def _update_running(session: Session, job_id: str, attempt: int, **values: Any) -> None:
-    """One guarded UPDATE of a running attempt's row; LeaseLost once it no longer owns the job."""
+    """The fence: one guarded UPDATE of a running attempt's row, LeaseLost once it no longer
+    owns the job. It holds the row (PostgreSQL) or the database (SQLite) until the commit, so
+    whatever the caller writes after it in the same transaction is fenced too: a reaper that
+    comes in between waits, then finds the job moved on."""
     statement = update(Job).where(_running(job_id, attempt)).values(updated_at=utcnow(), **values)
     if not execute_update(session, statement):
         raise LeaseLost(job_id)
@@ -90,14 +101,14 @@ def heartbeat(
     progress: dict[str, Any],
     node_id: str | None = None,
 ) -> Control:
-    """Renew the lease and publish progress; LeaseLost if this attempt no longer owns the job."""
-    now = utcnow()
+    """Renew the lease on the database's clock and publish progress; LeaseLost if this attempt
+    no longer owns the job."""
     _update_running(
         session,
         job_id,
         attempt,
-        heartbeat_at=now,
-        lease_expires_at=now + timedelta(seconds=lease_s),
+        heartbeat_at=db_now(session),
+        lease_expires_at=db_now(session, lease_s),
         progress=progress,
     )
     cancel = bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
@@ -107,8 +118,11 @@ def heartbeat(
     return Control(cancel, draining)
 
 
-def requeue(session: Session, job_id: str, attempt: int, kind: str, reason: str) -> None:
-    """Hand a running attempt's job back to the queue; the next claim resumes it."""
+def requeue(
+    session: Session, job_id: str, attempt: int, kind: str, reason: str, delay_s: float = 0
+) -> None:
+    """Hand a running attempt's job back to the queue; the next claim resumes it (after
+    delay_s, when retrying soon would only fail the same way)."""
     _update_running(
         session,
         job_id,
@@ -116,10 +130,10 @@ def requeue(session: Session, job_id: str, attempt: int, kind: str, reason: str)
         status=JobStatus.queued,
         worker_id=None,
         lease_expires_at=None,
-        enqueued_at=utcnow(),
+        enqueued_at=db_now(session, delay_s),
     )
     add_event(session, job_id, attempt, kind, f"{reason}; requeued as attempt {attempt + 1}")
-    enqueue_after_commit(session, TRAIN_TASK, [job_id])
+    enqueue_after_commit(session, TRAIN_TASK, [job_id], countdown_s=delay_s)
 
 
 def record_epoch(
@@ -131,9 +145,10 @@ def record_epoch(
     metrics: dict[str, float],
     report: dict[str, Any] | None = None,
 ) -> None:
-    job = session.scalar(select(Job).where(_running(job_id, attempt)).with_for_update())
-    if job is None:
-        raise LeaseLost(job_id)
+    """One epoch's metrics, fenced: a reaped attempt writes none."""
+    _update_running(session, job_id, attempt)
+    job = session.get(Job, job_id, populate_existing=True)
+    assert job is not None
     now = utcnow()
     session.add_all(
         JobMetric(job_id=job_id, epoch=epoch, step=step, name=name, value=value, time=now)
@@ -144,13 +159,27 @@ def record_epoch(
         job.report = report
 
 
+def attempts_left(session: Session, job_id: str) -> int:
+    job = session.get(Job, job_id)
+    return 0 if job is None else job.max_attempts - job.attempt
+
+
+def epoch_metrics(session: Session, job_id: str, epoch: int) -> dict[str, float]:
+    """An epoch's recorded metrics, whichever attempt recorded them (the last value of each)."""
+    query = (
+        select(JobMetric.name, JobMetric.value)
+        .where(JobMetric.job_id == job_id, JobMetric.epoch == epoch)
+        .order_by(JobMetric.id)
+    )
+    return {name: value for name, value in session.execute(query)}
+
+
 def finish(
     session: Session,
     job_id: str,
     attempt: int,
     status: JobStatus,
     message: str,
-    model_version: int | None = None,
 ) -> None:
     """Move a running attempt to a terminal state; raise LeaseLost if it no longer owns the job."""
     _update_running(
@@ -159,8 +188,37 @@ def finish(
         attempt,
         status=status,
         status_message=message,
-        model_version=model_version,
         finished_at=utcnow(),
         lease_expires_at=None,
     )
     add_event(session, job_id, attempt, str(status), message)
+
+
+def succeed(
+    session: Session,
+    job_id: str,
+    attempt: int,
+    result: dict[str, Any],
+    lineage: dict[str, Any],
+    message: Callable[[int], str],
+) -> int:
+    """Register the trained version and mark the job succeeded, in one transaction behind one
+    fence: only the attempt that still owns the job registers, and exactly once. `result` is
+    the job's final metrics and report; message(version) its status message."""
+    _update_running(
+        session,
+        job_id,
+        attempt,
+        status=JobStatus.succeeded,
+        finished_at=utcnow(),
+        lease_expires_at=None,
+        **result,
+    )
+    job = session.get(Job, job_id, populate_existing=True)
+    assert job is not None
+    row = registry.register_version(
+        session, project=job.project, model_name=job.model_name, job_id=job_id, **lineage
+    )
+    job.model_version, job.status_message = row.version, message(row.version)
+    add_event(session, job_id, attempt, str(JobStatus.succeeded), job.status_message)
+    return row.version

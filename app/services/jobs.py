@@ -1,16 +1,18 @@
 """Jobs as the API sees them: submit, read, list, cancel."""
 
+from typing import Any
+
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.db import execute_update
+from app.core.db import db_now, execute_update, insert_or_ignore
 from app.core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from app.core.queue import TRAIN_TASK, enqueue_after_commit
 from app.models import TERMINAL, Job, JobEvent, JobMetric, JobStatus
-from app.models.base import utcnow
+from app.models.base import new_id, utcnow
 from app.schemas.job import JobSpec
-from app.services import registry, spec_checks
+from app.services import spec_checks
 from app.services.auth import Principal
 from app.services.datasets import dataset_info
 from app.services.job_state import add_event
@@ -50,35 +52,61 @@ def submit_job(
     settings: Settings,
     idempotency_key: str | None,
 ) -> tuple[Job, bool]:
-    """Create a queued job and send it after the commit. Returns (job, created)."""
+    """Create a queued job and send it after the commit. Returns (job, created).
+
+    A retry with the same Idempotency-Key gets the first job back, also when the retries
+    arrive all at once: the insert is one statement that does nothing on a taken key."""
     validate_spec(session, spec, settings, principal.tenant)
-    registry.check_name_available(session, spec.model_name, principal.project)
     body = spec.model_dump(mode="json")
-    if idempotency_key is not None:
-        existing = _by_idempotency_key(session, principal, idempotency_key)
+    scoped_key = _scoped_key(principal, idempotency_key)
+    if scoped_key is not None:
+        existing = session.scalar(select(Job).where(Job.idempotency_key == scoped_key))
         if existing is not None:
-            if existing.spec != body:
-                raise Conflict(
-                    "this Idempotency-Key was used with a different job spec",
-                    code="idempotency_conflict",
-                )
-            return existing, False  # a retry is answered even at the limit
+            return _same_job(existing, body), False  # a retry is answered even at the limit
     _check_active_limit(session, principal.project, settings.max_active_jobs_per_project)
-    job = Job(
-        model_name=spec.model_name,
-        spec=body,
-        project=principal.project,
-        created_by=principal.key_id,
-        idempotency_key=_scoped_key(principal, idempotency_key),
-        progress={"epoch": 0, "epochs": spec.training.epochs, "step": 0, "samples_per_s": None},
-        max_attempts=settings.max_attempts,
-        enqueued_at=utcnow(),
-    )
-    session.add(job)
-    session.flush()
-    add_event(session, job.id, 0, "queued", "job accepted and queued")
-    enqueue_after_commit(session, TRAIN_TASK, [job.id])
+    job_id = _insert_job(session, spec, body, principal, settings, scoped_key)
+    if job_id is None:
+        existing = session.scalar(select(Job).where(Job.idempotency_key == scoped_key))
+        assert existing is not None  # the request that won the race inserted it
+        return _same_job(existing, body), False
+    add_event(session, job_id, 0, "queued", "job accepted and queued")
+    enqueue_after_commit(session, TRAIN_TASK, [job_id])
+    job = session.get(Job, job_id)
+    assert job is not None
     return job, True
+
+
+def _insert_job(
+    session: Session,
+    spec: JobSpec,
+    body: dict[str, Any],
+    principal: Principal,
+    settings: Settings,
+    scoped_key: str | None,
+) -> str | None:
+    """The new job's id, or None when another request took its Idempotency-Key first."""
+    job_id = new_id()
+    values = {
+        "id": job_id,
+        "model_name": spec.model_name,
+        "spec": body,
+        "project": principal.project,
+        "created_by": principal.key_id,
+        "idempotency_key": scoped_key,
+        "progress": {"epoch": 0, "epochs": spec.training.epochs, "step": 0, "samples_per_s": None},
+        "max_attempts": settings.max_attempts,
+        "enqueued_at": db_now(session),
+    }
+    inserted = insert_or_ignore(session, Job, values, ["idempotency_key"])
+    return job_id if inserted else None
+
+
+def _same_job(existing: Job, body: dict[str, Any]) -> Job:
+    if existing.spec != body:
+        raise Conflict(
+            "this Idempotency-Key was used with a different job spec", code="idempotency_conflict"
+        )
+    return existing
 
 
 def _check_active_limit(session: Session, project: str, limit: int) -> None:
@@ -99,10 +127,6 @@ def _scoped_key(principal: Principal, key: str | None) -> str | None:
     if key is None:
         return None
     return f"{principal.key_id}:{key}"
-
-
-def _by_idempotency_key(session: Session, principal: Principal, key: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.idempotency_key == _scoped_key(principal, key)))
 
 
 def get_job(session: Session, job_id: str, tenant: str | None = None) -> Job:

@@ -4,25 +4,32 @@
   as the next attempt, which resumes from its last checkpoint; after max_attempts it fails
   with reason worker_lost.
 - A queued job not claimed requeue_after_s after its message was sent (the broker lost it,
-  or the process died between commit and publish) is sent again. A duplicate is harmless:
-  the claim is a guarded UPDATE.
+  or the process died between commit and publish) is sent again, but only while some live
+  worker has room for it: while every worker is busy, its message is waiting in the queue,
+  not lost, and sending it again would only pile up duplicates. A duplicate is harmless
+  anyway: the claim is a guarded UPDATE, and the worker drops it before it takes a process.
 
-One process reaps at a time: it holds the `reaper` leader lock, a lease in the database.
+Leases are judged on the database's clock, like the heartbeats that renew them, so hosts
+whose clocks disagree do not reap each other's live jobs. One process reaps at a time: it
+holds the `reaper` leader lock, a lease in the database.
 """
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.db import execute_update
+from app.core.db import db_now, execute_update
 from app.core.queue import TRAIN_TASK, enqueue_after_commit
-from app.models import Job, JobStatus, LeaderLock
-from app.models.base import utcnow
+from app.models import Job, JobStatus, LeaderLock, WorkerNode
+from app.models.base import UTCDateTime, utcnow
 from app.services.job_state import add_event
+
+# A worker whose node row is older than this is gone (its row is refreshed every 15 s).
+WORKER_FRESH = timedelta(seconds=60)
 
 LOCK = "reaper"
 
@@ -36,36 +43,35 @@ class Reaped:
 
 def acquire(session: Session, name: str, holder: str, ttl_s: float) -> bool:
     """Take or renew the named lease; True while this holder has it."""
-    now = utcnow()
-    expires = now + timedelta(seconds=ttl_s)
     taken = execute_update(
         session,
         update(LeaderLock)
         .where(
-            LeaderLock.name == name, (LeaderLock.holder == holder) | (LeaderLock.expires_at < now)
+            LeaderLock.name == name,
+            (LeaderLock.holder == holder) | (LeaderLock.expires_at < db_now(session)),
         )
-        .values(holder=holder, expires_at=expires),
+        .values(holder=holder, expires_at=db_now(session, ttl_s)),
     )
     if taken:
         return True
     try:
         with session.begin_nested():
-            session.add(LeaderLock(name=name, holder=holder, expires_at=expires))
+            session.add(
+                LeaderLock(name=name, holder=holder, expires_at=utcnow() + timedelta(seconds=ttl_s))
+            )
     except IntegrityError:
         return False  # another process holds it
     return True
 
 
 def reap(session: Session, settings: Settings, now: datetime | None = None) -> Reaped:
-    now = now or utcnow()
+    """One round. `now` stands in for the database's clock (tests judge rows as if later)."""
+    clock = _Clock(session, now)
     result = Reaped()
-    for job in _lapsed(session, now):
-        _recover(session, job, now, result)
-    cutoff = now - timedelta(seconds=settings.requeue_after_s)
-    for job in session.scalars(
-        select(Job).where(Job.status == JobStatus.queued, Job.enqueued_at < cutoff)
-    ):
-        job.enqueued_at = now
+    for job in _lapsed(session, clock):
+        _recover(session, job, clock, result)
+    for job in _plausibly_lost(session, settings, clock):
+        job.enqueued_at = clock()  # evaluated in the UPDATE
         enqueue_after_commit(session, TRAIN_TASK, [job.id])
         add_event(
             session, job.id, job.attempt, "resent", "still queued; its message was sent again"
@@ -74,19 +80,54 @@ def reap(session: Session, settings: Settings, now: datetime | None = None) -> R
     return result
 
 
-def _lapsed(session: Session, now: datetime) -> list[Job]:
-    query = select(Job).where(Job.status == JobStatus.running, Job.lease_expires_at < now)
+@dataclass(frozen=True)
+class _Clock:
+    session: Session
+    now: datetime | None
+
+    def __call__(self, plus_s: float = 0.0) -> ColumnElement[datetime]:
+        if self.now is None:
+            return db_now(self.session, plus_s)
+        return literal(self.now + timedelta(seconds=plus_s), UTCDateTime())
+
+
+def _plausibly_lost(session: Session, settings: Settings, clock: _Clock) -> list[Job]:
+    """Queued jobs sent long ago, as many as the live workers have room for right now."""
+    room = idle_capacity(session, clock)
+    if room <= 0:
+        return []
+    query = (
+        select(Job)
+        .where(Job.status == JobStatus.queued, Job.enqueued_at < clock(-settings.requeue_after_s))
+        .order_by(Job.enqueued_at)
+        .limit(room)
+    )
     return list(session.scalars(query))
 
 
-def _recover(session: Session, job: Job, now: datetime, result: Reaped) -> None:
+def idle_capacity(session: Session, clock: _Clock | None = None) -> int:
+    """Jobs the live workers could take now: their concurrency less the jobs running."""
+    clock = clock or _Clock(session, None)
+    fresh = WorkerNode.last_seen >= clock(-WORKER_FRESH.total_seconds())
+    slots = session.scalar(select(func.coalesce(func.sum(WorkerNode.concurrency), 0)).where(fresh))
+    running = session.scalar(select(func.count()).where(Job.status == JobStatus.running))
+    return int(slots or 0) - int(running or 0)
+
+
+def _lapsed(session: Session, clock: _Clock) -> list[Job]:
+    query = select(Job).where(Job.status == JobStatus.running, Job.lease_expires_at < clock())
+    return list(session.scalars(query))
+
+
+def _recover(session: Session, job: Job, clock: _Clock, result: Reaped) -> None:
     """Guarded on the lapsed lease too: a heartbeat that got in first keeps its job."""
     lost = f"lease lost (worker {job.worker_id}, attempt {job.attempt})"
+    now = utcnow()
     still_lapsed = update(Job).where(
         Job.id == job.id,
         Job.status == JobStatus.running,
         Job.attempt == job.attempt,
-        Job.lease_expires_at < now,
+        Job.lease_expires_at < clock(),
     )
     if job.attempt >= job.max_attempts:
         message = f"worker_lost: {lost}; no attempts left of {job.max_attempts}"
@@ -94,7 +135,7 @@ def _recover(session: Session, job: Job, now: datetime, result: Reaped) -> None:
         kind, bucket = "failed", result.failed
     else:
         message = f"{lost}; requeued as attempt {job.attempt + 1}"
-        values = {"status": JobStatus.queued, "worker_id": None, "enqueued_at": now}
+        values = {"status": JobStatus.queued, "worker_id": None, "enqueued_at": clock()}
         kind, bucket = "requeued", result.requeued
     if not execute_update(
         session, still_lapsed.values(lease_expires_at=None, updated_at=now, **values)

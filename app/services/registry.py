@@ -1,161 +1,185 @@
-"""The model registry: versions with lineage, and aliases that move without a restart."""
+"""The model registry: versions with lineage, and aliases that move without a restart.
+
+Every lookup goes through a project: a model is (project, name), so one project can never
+reach, take over or even detect another's model of the same name.
+"""
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.core.db import execute_update, insert_or_ignore, upsert
 from app.core.errors import Conflict, NotFound
 from app.models import ModelAlias, ModelVersion, RegisteredModel
-from app.models.base import utcnow
+from app.models.base import new_id, utcnow
 
 DEFAULT_ALIAS = "production"
 MAX_VERSION = 2**31 - 1
 
 
 def register_version(
-    session: Session, *, model_name: str, project: str, **lineage: Any
+    session: Session, *, project: str, model_name: str, **lineage: Any
 ) -> ModelVersion:
-    """Add version N+1 of model_name. The caller holds the job's row lock, and the
-    (model_name, version) unique constraint turns any concurrent register into an error."""
-    if session.get(RegisteredModel, model_name) is None:
-        with session.begin_nested():
-            session.add(RegisteredModel(name=model_name, project=project))
-    latest = session.scalar(
-        select(func.max(ModelVersion.version)).where(ModelVersion.model_name == model_name)
-    )
-    row = ModelVersion(model_name=model_name, version=(latest or 0) + 1, **lineage)
+    """Add the next version of (project, model_name), creating the model on its first version.
+    Both steps are single statements, so jobs finishing at once each get their own number."""
+    model_id = _ensure_model(session, project, model_name)
+    row = ModelVersion(model_id=model_id, version=_next_version(session, model_id), **lineage)
     session.add(row)
     session.flush()
     return row
 
 
-def check_name_available(session: Session, name: str, project: str) -> None:
-    """Model names are global: a job may not add versions to another project's model."""
-    owner = session.scalar(select(RegisteredModel.project).where(RegisteredModel.name == name))
-    if owner is not None and owner != project:
-        raise Conflict(
-            f"model_name: '{name}' is not available; choose another name", code="model_name_taken"
+def _ensure_model(session: Session, project: str, name: str) -> str:
+    values = {"id": new_id(), "project": project, "name": name, "last_version": 0}
+    insert_or_ignore(
+        session, RegisteredModel, values | {"created_at": utcnow()}, ["project", "name"]
+    )
+    model_id = session.scalar(
+        select(RegisteredModel.id).where(
+            RegisteredModel.project == project, RegisteredModel.name == name
         )
+    )
+    assert model_id is not None  # inserted just now, or it existed
+    return model_id
+
+
+def _next_version(session: Session, model_id: str) -> int:
+    """The model's counter, raised by one guarded UPDATE: it holds the row (PostgreSQL) or the
+    database (SQLite) until commit, so a concurrent registration waits and takes the next one.
+    It never goes down, so a deleted version's number is never given out again."""
+    execute_update(
+        session,
+        update(RegisteredModel)
+        .where(RegisteredModel.id == model_id)
+        .values(last_version=RegisteredModel.last_version + 1),
+    )
+    version = session.scalar(
+        select(RegisteredModel.last_version).where(RegisteredModel.id == model_id)
+    )
+    assert version is not None
+    return version
 
 
 def list_models(
     session: Session, tenant: str | None = None
 ) -> list[tuple[RegisteredModel, int | None]]:
+    """The models of one project (None: every project, for an admin) with their latest version."""
     latest = (
-        select(ModelVersion.model_name, func.max(ModelVersion.version).label("latest"))
-        .group_by(ModelVersion.model_name)
+        select(ModelVersion.model_id, func.max(ModelVersion.version).label("latest"))
+        .group_by(ModelVersion.model_id)
         .subquery()
     )
     query = (
         select(RegisteredModel, latest.c.latest)
-        .outerjoin(latest, latest.c.model_name == RegisteredModel.name)
-        .order_by(RegisteredModel.name)
+        .outerjoin(latest, latest.c.model_id == RegisteredModel.id)
+        .order_by(RegisteredModel.project, RegisteredModel.name)
     )
     if tenant is not None:
         query = query.where(RegisteredModel.project == tenant)
     return [(model, version) for model, version in session.execute(query)]
 
 
-def get_model(session: Session, name: str, tenant: str | None = None) -> RegisteredModel:
-    """Another project's model is a 404, exactly like one that does not exist."""
-    model = session.get(RegisteredModel, name)
-    if model is None or (tenant is not None and model.project != tenant):
+def get_model(session: Session, project: str, name: str) -> RegisteredModel:
+    model = session.scalar(
+        select(RegisteredModel).where(
+            RegisteredModel.project == project, RegisteredModel.name == name
+        )
+    )
+    if model is None:
         raise NotFound(f"no model named '{name}'")
     return model
 
 
-def versions(session: Session, name: str) -> list[ModelVersion]:
+def versions(session: Session, model: RegisteredModel) -> list[ModelVersion]:
     query = (
-        select(ModelVersion).where(ModelVersion.model_name == name).order_by(ModelVersion.version)
+        select(ModelVersion).where(ModelVersion.model_id == model.id).order_by(ModelVersion.version)
     )
     return list(session.scalars(query))
 
 
-def aliases(session: Session, name: str) -> dict[str, int]:
-    query = select(ModelAlias).where(ModelAlias.model_name == name).order_by(ModelAlias.alias)
+def aliases(session: Session, model: RegisteredModel) -> dict[str, int]:
+    query = select(ModelAlias).where(ModelAlias.model_id == model.id).order_by(ModelAlias.alias)
     return {row.alias: row.version for row in session.scalars(query)}
 
 
-def get_version(
-    session: Session, name: str, version: int, tenant: str | None = None
-) -> ModelVersion:
-    _check_tenant(session, name, tenant)
-    if not 1 <= version <= MAX_VERSION:  # versions are INT columns: a bigger number is none
-        get_model(session, name)
-        raise NotFound(f"model '{name}' has no version {version}")
-    row = session.scalar(
-        select(ModelVersion).where(ModelVersion.model_name == name, ModelVersion.version == version)
-    )
+def get_version(session: Session, project: str, name: str, version: int) -> ModelVersion:
+    model = get_model(session, project, name)
+    row = _version_of(session, model, version)
     if row is None:
-        get_model(session, name)
         raise NotFound(f"model '{name}' has no version {version}")
     return row
 
 
-def resolve(
-    session: Session, name: str, ref: str | None, tenant: str | None = None
-) -> ModelVersion:
+def _version_of(session: Session, model: RegisteredModel, version: int) -> ModelVersion | None:
+    if not 1 <= version <= MAX_VERSION:  # versions are INT columns: a bigger number is none
+        return None
+    return session.scalar(
+        select(ModelVersion).where(
+            ModelVersion.model_id == model.id, ModelVersion.version == version
+        )
+    )
+
+
+def resolve(session: Session, project: str, name: str, ref: str | None) -> ModelVersion:
     """A version number, an alias, or (no ref) alias 'production' if set, else the latest."""
-    _check_tenant(session, name, tenant)
     if ref is not None and ref.isdigit():
-        return get_version(session, name, int(ref))
-    alias = session.get(ModelAlias, (name, ref or DEFAULT_ALIAS))
+        return get_version(session, project, name, int(ref))
+    model = get_model(session, project, name)
+    alias = session.get(ModelAlias, (model.id, ref or DEFAULT_ALIAS))
     if alias is not None:
-        return get_version(session, name, alias.version)
+        return alias.target
     if ref is not None:
-        get_model(session, name)
         raise NotFound(f"model '{name}' has no alias '{ref}'")
     latest = session.scalar(
         select(ModelVersion)
-        .where(ModelVersion.model_name == name)
+        .where(ModelVersion.model_id == model.id)
         .order_by(ModelVersion.version.desc())
         .limit(1)
     )
     if latest is None:
-        get_model(session, name)
         raise NotFound(f"model '{name}' has no versions yet")
     return latest
 
 
-def set_alias(
-    session: Session, name: str, alias: str, version: int, tenant: str | None = None
-) -> ModelAlias:
-    _check_tenant(session, name, tenant)
-    get_version(session, name, version)
-    row = session.get(ModelAlias, (name, alias))
-    if row is None:
-        row = ModelAlias(model_name=name, alias=alias, version=version)
-        session.add(row)
-    row.version = version
-    row.updated_at = utcnow()
-    session.flush()
-    return row
+def set_alias(session: Session, project: str, name: str, alias: str, version: int) -> ModelVersion:
+    """Point alias at version: one upsert, so requests racing to create it all succeed."""
+    target = get_version(session, project, name, version)
+    values = {
+        "model_id": target.model_id,
+        "alias": alias,
+        "version_id": target.id,
+        "updated_at": utcnow(),
+    }
+    try:
+        with session.begin_nested():
+            upsert(session, ModelAlias, values, ["model_id", "alias"], ["version_id", "updated_at"])
+    except IntegrityError as exc:  # the version was deleted meanwhile
+        raise NotFound(f"model '{name}' has no version {version}") from exc
+    return target
 
 
-def delete_alias(session: Session, name: str, alias: str, tenant: str | None = None) -> None:
-    _check_tenant(session, name, tenant)
-    row = session.get(ModelAlias, (name, alias))
+def delete_alias(session: Session, project: str, name: str, alias: str) -> None:
+    model = get_model(session, project, name)
+    row = session.get(ModelAlias, (model.id, alias))
     if row is None:
-        get_model(session, name)
         raise NotFound(f"model '{name}' has no alias '{alias}'")
     session.delete(row)
 
 
-def delete_version(session: Session, name: str, version: int, tenant: str | None = None) -> None:
-    """Refused while an alias points to it: moving `production` first is the safe order."""
-    _check_tenant(session, name, tenant)
-    row = get_version(session, name, version)
-    pointing = sorted(a for a, v in aliases(session, name).items() if v == version)
-    if pointing:
+def delete_version(session: Session, project: str, name: str, version: int) -> ModelVersion:
+    """Refused while an alias points to it: moving `production` first is the safe order. The
+    alias's foreign key is what refuses it, so an alias set at the same moment counts too."""
+    row = get_version(session, project, name, version)
+    try:
+        with session.begin_nested():
+            session.delete(row)
+    except IntegrityError:
+        pointing = sorted(a for a, v in aliases(session, row.model).items() if v == version)
         raise Conflict(
             f"alias {', '.join(pointing)} points to version {version}; move it first",
             code="version_in_use",
             details={"aliases": pointing},
-        )
-    session.delete(row)
-
-
-def _check_tenant(session: Session, name: str, tenant: str | None) -> None:
-    if tenant is not None:
-        get_model(session, name, tenant)
+        ) from None
+    return row

@@ -12,6 +12,7 @@ from app.core.errors import AppError
 from app.ml.bundle import ModelBundle, load_bundle
 from app.ml.checkpoint import CheckpointError, sha256_file
 from app.serving import metrics
+from app.serving.lookup import VersionKey
 
 
 class ModelUnavailable(AppError):
@@ -28,47 +29,55 @@ def bundle_bytes(bundle: ModelBundle) -> int:
 
 class ModelCache:
     """Bounded by count and by memory: the least recently used versions go first, but the
-    newest load always stays, even alone over the budget."""
+    newest load always stays, even alone over the budget. Keyed by (version id, checkpoint
+    sha256): a loaded model answers only for the exact version and weights it was loaded as."""
 
     def __init__(self, capacity: int, max_bytes: int | None = None, device: str = "cpu") -> None:
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.device = device  # where loaded versions live and run
-        self._sizes: dict[int, int] = {}
-        self._labels: dict[int, str] = {}  # version id → model name, for the metrics
-        self._models: OrderedDict[int, ModelBundle] = OrderedDict()
-        self._locks: dict[int, threading.Lock] = {}
+        self._sizes: dict[VersionKey, int] = {}
+        self._labels: dict[VersionKey, str] = {}  # → its model as the metrics name it
+        self._models: OrderedDict[VersionKey, ModelBundle] = OrderedDict()
+        self._locks: dict[VersionKey, threading.Lock] = {}
         self._lock = threading.Lock()
         self.loads = 0
         self.evictions = 0
 
-    def get(self, version_id: int, path: Path, sha256: str, model: str = "") -> ModelBundle:
-        """`model` labels the version's loads and evictions in the metrics."""
-        bundle = self._lookup(version_id)
+    def get(self, key: VersionKey, path: Path, model: str = "") -> ModelBundle:
+        """The version's bundle, loaded from path once and checked against key's sha256.
+        `model` labels the version's loads and evictions in the metrics."""
+        bundle = self._lookup(key)
         if bundle is not None:
             return bundle
-        with self._key_lock(version_id):
-            bundle = self._lookup(version_id)
+        with self._key_lock(key):
+            bundle = self._lookup(key)
             if bundle is None:
-                bundle = self._load(path, sha256)
+                bundle = self._load(path, key[1])
                 metrics.LOADS.labels(model).inc()
-                self._insert(version_id, bundle, model)
+                self._insert(key, bundle, model)
             return bundle
 
-    def peek(self, version_id: int) -> ModelBundle | None:
+    def peek(self, key: VersionKey) -> ModelBundle | None:
         """The loaded bundle, if it is loaded (never loads)."""
-        return self._lookup(version_id)
+        return self._lookup(key)
 
-    def _lookup(self, version_id: int) -> ModelBundle | None:
+    def evict(self, version_id: str) -> None:
+        """Forget a version (deleted): whatever weights it was loaded with."""
         with self._lock:
-            bundle = self._models.get(version_id)
+            for key in [k for k in self._models if k[0] == version_id]:
+                self._drop(key)
+
+    def _lookup(self, key: VersionKey) -> ModelBundle | None:
+        with self._lock:
+            bundle = self._models.get(key)
             if bundle is not None:
-                self._models.move_to_end(version_id)
+                self._models.move_to_end(key)
             return bundle
 
-    def _key_lock(self, version_id: int) -> threading.Lock:
+    def _key_lock(self, key: VersionKey) -> threading.Lock:
         with self._lock:
-            return self._locks.setdefault(version_id, threading.Lock())
+            return self._locks.setdefault(key, threading.Lock())
 
     def _load(self, path: Path, sha256: str) -> ModelBundle:
         try:
@@ -84,18 +93,22 @@ class ModelCache:
     def loaded_bytes(self) -> int:
         return sum(self._sizes.values())
 
-    def _insert(self, version_id: int, bundle: ModelBundle, model: str) -> None:
+    def _insert(self, key: VersionKey, bundle: ModelBundle, model: str) -> None:
         size = bundle_bytes(bundle)
         with self._lock:
-            self._models[version_id] = bundle
-            self._sizes[version_id] = size
-            self._labels[version_id] = model
+            self._models[key] = bundle
+            self._sizes[key] = size
+            self._labels[key] = model
             while len(self._models) > 1 and self._over_budget():
-                evicted, _ = self._models.popitem(last=False)
-                self._sizes.pop(evicted, None)
-                self._locks.pop(evicted, None)
-                metrics.EVICTIONS.labels(self._labels.pop(evicted, "")).inc()
-                self.evictions += 1
+                self._drop(next(iter(self._models)))
+
+    def _drop(self, key: VersionKey) -> None:
+        """Under self._lock."""
+        del self._models[key]
+        self._sizes.pop(key, None)
+        self._locks.pop(key, None)
+        metrics.EVICTIONS.labels(self._labels.pop(key, "")).inc()
+        self.evictions += 1
 
     def _over_budget(self) -> bool:
         over_bytes = self.max_bytes is not None and self.loaded_bytes > self.max_bytes

@@ -23,16 +23,35 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+# What a loaded version is kept under: its id (never reused) and its checkpoint's digest, so
+# nothing but the exact weights the registry recorded for this version can answer for it.
+VersionKey = tuple[str, str]
+
+
 @dataclass(frozen=True)
 class ServedVersion:
     """The columns of a model version that predict needs (not its spec, metrics or lineage)."""
 
-    id: int
+    id: str
+    project: str
     model_name: str
     version: int
     job_id: str
     checkpoint_path: str
     checkpoint_sha256: str
+
+    @property
+    def key(self) -> VersionKey:
+        return (self.id, self.checkpoint_sha256)
+
+    @property
+    def label(self) -> str:
+        return model_label(self.project, self.model_name)
+
+
+def model_label(project: str, name: str) -> str:
+    """A model as the metrics name it: names are only unique within a project."""
+    return f"{project}/{name}"
 
 
 class TtlCache(Generic[K, V]):

@@ -4,7 +4,7 @@ forward passes off the event loop. No database session is held while a request w
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,10 +19,10 @@ from app.core.errors import AppError, PayloadTooLarge
 from app.ml.bundle import ModelBundle
 from app.ml.devices import resolve_device
 from app.services import auth, registry
-from app.services.auth import Principal
+from app.services.auth import PROJECT_HEADER, Principal
 from app.serving.batcher import Batcher, BatchPolicy
 from app.serving.cache import ModelCache
-from app.serving.lookup import ServedVersion, TtlCache
+from app.serving.lookup import ServedVersion, TtlCache, VersionKey, model_label
 from app.serving.metrics import ModelMetrics
 from app.serving.predictor import Prediction, decode, predict
 
@@ -66,26 +66,28 @@ class Serving:
         # one, and batches queue up instead of competing.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
         self._keys: TtlCache[str, Principal] = TtlCache(settings.predict_cache_s)
-        self._versions: TtlCache[tuple[str, str | None, str | None], ServedVersion] = TtlCache(
+        # (project, name, ref) → the version it meant when read: never a name alone
+        self._versions: TtlCache[tuple[str, str, str | None], ServedVersion] = TtlCache(
             settings.predict_cache_s
         )
-        self._batchers: dict[int, tuple[ModelBundle, Batcher]] = {}
+        self._batchers: dict[VersionKey, tuple[ModelBundle, Batcher]] = {}
         self._metrics: dict[str, ModelMetrics] = {}
         self._arriving = 0  # requests being resolved and decoded: rows on their way to a batcher
 
-    async def principal(self, authorization: str | None, scope: str) -> Principal:
-        """The caller's key, checked against the database at most once per predict_cache_s."""
-        key_hash = auth.bearer_key_hash(authorization)
+    async def principal(self, headers: Mapping[str, str], scope: str) -> Principal:
+        """The caller's key, checked against the database at most once per predict_cache_s,
+        acting in the project its request names (X-Trainserve-Project; admin keys only)."""
+        key_hash = auth.bearer_key_hash(headers.get("authorization"))
         principal = await self._keys.get_or_load(
             key_hash, lambda: run_in_threadpool(_read_key, key_hash)
         )
         principal.require(scope)
-        return principal
+        return principal.in_project(headers.get(PROJECT_HEADER))
 
-    async def resolve(self, name: str, ref: str | None, tenant: str | None) -> ServedVersion:
+    async def resolve(self, project: str, name: str, ref: str | None) -> ServedVersion:
         """What `ref` means now: a version number, an alias, or (None) production, else latest."""
         return await self._versions.get_or_load(
-            (name, ref, tenant), lambda: run_in_threadpool(_read_version, name, ref, tenant)
+            (project, name, ref), lambda: run_in_threadpool(_read_version, project, name, ref)
         )
 
     def forget(self) -> None:
@@ -93,9 +95,14 @@ class Serving:
         self._keys.clear()
         self._versions.clear()
 
-    async def handle(
-        self, name: str, ref: str | None, inputs: list[Any], tenant: str | None = None
-    ) -> Answer:
+    def evict(self, version_id: str) -> None:
+        """A deleted version: drop it from this process's memory at once (other processes stop
+        reaching it within predict_cache_s; its id is never given to another version)."""
+        self.cache.evict(version_id)
+        for key in [k for k in self._batchers if k[0] == version_id]:
+            del self._batchers[key]
+
+    async def handle(self, project: str, name: str, ref: str | None, inputs: list[Any]) -> Answer:
         """One predict request: resolve the version now (an alias moved since is not seen by
         this request), load it once, batch its rows with other requests', answer."""
         started = time.perf_counter()
@@ -109,15 +116,15 @@ class Serving:
             # While a request is resolved and decoded its rows are on their way, and batchers
             # wait for them; once it is queued, nothing is gained by waiting for it.
             with self._on_the_way():
-                version = await self.resolve(name, ref, tenant)
-                model_metrics = self._model_metrics(name)
+                version = await self.resolve(project, name, ref)
+                model_metrics = self._model_metrics(project, name)
                 bundle = await self.load(version)
                 x = await self._decode(bundle, inputs)
-            batcher = self._batcher(version.id, bundle, model_metrics)
+            batcher = self._batcher(version.key, bundle, model_metrics)
             model_metrics.queue_rows.set(batcher.queued_rows + len(inputs))
             result = await batcher.submit(x)
         except AppError as exc:
-            (model_metrics or self._model_metrics(UNRESOLVED)).failed(exc.status_code)
+            (model_metrics or self._model_metrics(None, UNRESOLVED)).failed(exc.status_code)
             raise
         model_metrics.ok.inc()
         model_metrics.rows.inc(len(inputs))
@@ -140,22 +147,21 @@ class Serving:
         return await run_in_threadpool(decode, bundle, inputs)
 
     async def load(self, version: ServedVersion) -> ModelBundle:
-        bundle = self.cache.peek(version.id)
+        bundle = self.cache.peek(version.key)
         if bundle is None:  # the first request loads it, off the event loop
             path = self.settings.artifacts_dir / version.checkpoint_path
-            bundle = await run_in_threadpool(
-                self.cache.get, version.id, path, version.checkpoint_sha256, version.model_name
-            )
+            bundle = await run_in_threadpool(self.cache.get, version.key, path, version.label)
         return bundle
 
-    def _model_metrics(self, name: str) -> ModelMetrics:
-        found = self._metrics.get(name)
+    def _model_metrics(self, project: str | None, name: str) -> ModelMetrics:
+        label = name if project is None else model_label(project, name)
+        found = self._metrics.get(label)
         if found is None:
-            found = self._metrics[name] = ModelMetrics(name)
+            found = self._metrics[label] = ModelMetrics(label)
         return found
 
-    def _batcher(self, version_id: int, bundle: ModelBundle, metrics: ModelMetrics) -> Batcher:
-        entry = self._batchers.get(version_id)
+    def _batcher(self, key: VersionKey, bundle: ModelBundle, metrics: ModelMetrics) -> Batcher:
+        entry = self._batchers.get(key)
         if entry is None or entry[0] is not bundle:
             self._forget_evicted()
             batcher = Batcher(
@@ -165,12 +171,12 @@ class Serving:
                 on_batch=metrics.batch_rows.observe,
                 more_coming=lambda: self._arriving > 0,
             )
-            entry = self._batchers[version_id] = (bundle, batcher)
+            entry = self._batchers[key] = (bundle, batcher)
         return entry[1]
 
     def _forget_evicted(self) -> None:
-        for version_id in [v for v in self._batchers if self.cache.peek(v) is None]:
-            del self._batchers[version_id]
+        for key in [k for k in self._batchers if self.cache.peek(k) is None]:
+            del self._batchers[key]
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown)
@@ -181,11 +187,12 @@ def _read_key(key_hash: str) -> Principal:
         return auth.principal_for(session, key_hash)
 
 
-def _read_version(name: str, ref: str | None, tenant: str | None) -> ServedVersion:
+def _read_version(project: str, name: str, ref: str | None) -> ServedVersion:
     with session_scope() as session:
-        row = registry.resolve(session, name, ref, tenant)
+        row = registry.resolve(session, project, name, ref)
         return ServedVersion(
             id=row.id,
+            project=project,
             model_name=row.model_name,
             version=row.version,
             job_id=row.job_id,

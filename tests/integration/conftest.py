@@ -4,6 +4,7 @@ processes. Settings come from the environment exactly as in production."""
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -90,5 +91,47 @@ def start_worker(env: dict[str, str], log: Path) -> Proc:
 def api(configured: dict[str, str]) -> Iterator[TestClient]:
     """The app in-process, with the admin key."""
     with TestClient(create_app(), raise_server_exceptions=False) as client:
+        client.headers.update({"Authorization": f"Bearer {ADMIN_KEY}"})
+        yield client
+
+
+@contextmanager
+def settings_env(env: dict[str, str]) -> Iterator[None]:
+    """This process's TRAINSERVE_* settings replaced by `env` for a while (engines and the
+    producer are built again both ways)."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("TRAINSERVE_")}
+    db.get_engine().dispose()
+    for key in saved:
+        del os.environ[key]
+    os.environ.update(env)
+    reset_caches()
+    try:
+        yield
+    finally:
+        db.get_engine().dispose()
+        for key in env:
+            os.environ.pop(key, None)
+        os.environ.update(saved)
+        reset_caches()
+
+
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+def backend(
+    request: pytest.FixtureRequest,
+    configured: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[TestClient]:
+    """The app in-process with the admin key, on PostgreSQL + Redis, then on the embedded
+    default (SQLite, filesystem broker): promises about identity must hold on both."""
+    if request.param == "postgresql":
+        with TestClient(create_app(), raise_server_exceptions=False) as client:
+            client.headers.update({"Authorization": f"Bearer {ADMIN_KEY}"})
+            yield client
+        return
+    embedded = {
+        "TRAINSERVE_DATA_DIR": str(tmp_path_factory.mktemp("embedded")),
+        "TRAINSERVE_API_KEY": ADMIN_KEY,
+    }
+    with settings_env(embedded), TestClient(create_app(), raise_server_exceptions=False) as client:
         client.headers.update({"Authorization": f"Bearer {ADMIN_KEY}"})
         yield client

@@ -308,9 +308,12 @@ def test_a_tampered_checkpoint_gets_409_not_500(client: TestClient) -> None:
 # --- operations -------------------------------------------------------------------------------
 
 
-def test_readyz_checks_database_and_broker(client: TestClient) -> None:
+def test_readyz_checks_database_broker_and_storage(client: TestClient) -> None:
     body = client.get("/readyz").json()
-    assert body == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
+    assert body == {
+        "status": "ready",
+        "checks": {"database": "ok", "broker": "ok", "storage": "ok"},
+    }
 
 
 def test_metrics_are_prometheus_text(client: TestClient) -> None:
@@ -378,13 +381,13 @@ def test_predict_metrics_per_model(client: TestClient) -> None:
         )
     client.post("/v1/models/metered/predict", json={"inputs": [[1, 2, 3]]})  # a 422
     text = client.get("/metrics").text
-    assert 'trainserve_predict_requests_total{model="metered",status="200"} 3.0' in text
-    assert 'trainserve_predict_requests_total{model="metered",status="422"} 1.0' in text
-    assert 'trainserve_predict_rows_total{model="metered"} 6.0' in text
-    assert 'trainserve_predict_batch_rows_count{model="metered"} 3.0' in text
-    assert 'trainserve_predict_seconds_count{model="metered"} 3.0' in text
+    assert 'trainserve_predict_requests_total{model="default/metered",status="200"} 3.0' in text
+    assert 'trainserve_predict_requests_total{model="default/metered",status="422"} 1.0' in text
+    assert 'trainserve_predict_rows_total{model="default/metered"} 6.0' in text
+    assert 'trainserve_predict_batch_rows_count{model="default/metered"} 3.0' in text
+    assert 'trainserve_predict_seconds_count{model="default/metered"} 3.0' in text
     assert "trainserve_model_cache_loads" in text
-    assert 'trainserve_model_loads_total{model="metered"} 1.0' in text
+    assert 'trainserve_model_loads_total{model="default/metered"} 1.0' in text
 
 
 def test_a_version_an_alias_points_to_cannot_be_deleted(client: TestClient) -> None:

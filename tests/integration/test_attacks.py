@@ -12,10 +12,9 @@ from fastapi.testclient import TestClient
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.main import create_app
-from app.models import ModelVersion
 from tests.dataset_files import image_bytes
 from tests.integration.test_api import fixed_model
-from tests.support import seed_spec
+from tests.support import seed_spec, version_query
 
 
 class Payload:
@@ -131,7 +130,7 @@ def test_a_pickle_in_an_npz_upload_is_never_unpickled(api: TestClient, tmp_path:
 def test_a_pickle_planted_as_a_checkpoint_is_refused(api: TestClient, tmp_path: Path) -> None:
     fixed_model("planted", get_settings().data_dir)
     with session_scope() as session:
-        path = session.query(ModelVersion).filter_by(model_name="planted").one().checkpoint_path
+        path = session.scalars(version_query("planted")).one().checkpoint_path
     marker = tmp_path / "marker"
     (get_settings().artifacts_dir / path).write_bytes(pickle.dumps(Payload(marker)))
     response = api.post("/v1/models/planted/predict", json={"inputs": [[1, 0]]})

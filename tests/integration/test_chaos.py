@@ -26,7 +26,17 @@ from sqlalchemy.engine import Engine
 
 from app.ml import checkpoint
 from app.models import Job, JobEvent, ModelVersion
-from tests.support import BIN, Api, Proc, base_env, free_port, pg_database, wait_http_ok, wait_until
+from tests.support import (
+    BIN,
+    Api,
+    Proc,
+    base_env,
+    free_port,
+    pg_database,
+    version_query,
+    wait_http_ok,
+    wait_until,
+)
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 LR = {"name": "sgd", "lr": 0.001, "momentum": 0.9}  # stable at batch size 1
@@ -172,9 +182,7 @@ def spec(name: str, epochs: int = 8, **training: Any) -> dict[str, Any]:
 
 def weights(stack: ChaosStack, name: str) -> dict[str, torch.Tensor]:
     with stack.engine.connect() as conn:
-        path = conn.scalar(
-            select(ModelVersion.checkpoint_path).where(ModelVersion.model_name == name)
-        )
+        path = conn.scalar(version_query(name).with_only_columns(ModelVersion.checkpoint_path))
     assert path is not None
     return load_file(str(Path(stack.env["TRAINSERVE_DATA_DIR"]) / "artifacts" / path))
 

@@ -15,10 +15,10 @@ from sqlalchemy import update
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.main import create_app
-from app.models import ApiKey, ModelAlias
+from app.models import ApiKey, ModelAlias, ModelVersion
 from app.services.auth import hash_key
 from tests.integration.conftest import ADMIN_KEY
-from tests.support import api_error, fixed_model
+from tests.support import api_error, fixed_model, version_query
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 CACHE_S = 0.5
@@ -46,10 +46,11 @@ def served_version(client: TestClient, path: str) -> int:
 def move_alias_elsewhere(name: str, version: int) -> None:
     """As another API process would: straight in the database, unseen by this one."""
     with session_scope() as session:
+        target = session.scalars(version_query(name).where(ModelVersion.version == version)).one()
         session.execute(
             update(ModelAlias)
-            .where(ModelAlias.model_name == name, ModelAlias.alias == "production")
-            .values(version=version)
+            .where(ModelAlias.model_id == target.model_id, ModelAlias.alias == "production")
+            .values(version_id=target.id)
         )
 
 

@@ -5,11 +5,15 @@ Times are set an hour ahead of the clock and the reaper is given that future `no
 worker's own reaper running in the same session never touches these rows."""
 
 import time
+from collections.abc import Iterator
 from datetime import timedelta
+
+import pytest
+from sqlalchemy import delete
 
 from app.core.config import Settings
 from app.core.db import session_scope
-from app.models import Job, JobEvent, JobStatus
+from app.models import Job, JobEvent, JobStatus, WorkerNode
 from app.models.base import utcnow
 from app.services import job_state, reaper
 from tests.support import seed_spec
@@ -77,7 +81,25 @@ def test_the_last_attempt_fails_as_worker_lost(configured: dict[str, str]) -> No
     assert job.status_message.startswith("worker_lost:") and job.finished_at is not None
 
 
-def test_a_queued_job_whose_message_was_lost_is_sent_again(configured: dict[str, str]) -> None:
+@pytest.fixture
+def idle_worker(configured: dict[str, str]) -> Iterator[None]:
+    """A live worker, as the reaper judges at LATER, with room for many jobs."""
+    node = WorkerNode(
+        id=f"idle-{utcnow().timestamp()}",
+        hostname="test",
+        concurrency=100,
+        last_seen=LATER + timedelta(minutes=1),
+    )
+    with session_scope() as session:
+        session.add(node)
+    yield
+    with session_scope() as session:
+        session.execute(delete(WorkerNode).where(WorkerNode.id == node.id))
+
+
+def test_a_queued_job_whose_message_was_lost_is_sent_again(
+    configured: dict[str, str], idle_worker: None
+) -> None:
     stale = make_job(configured, JobStatus.queued, 0, enqueued_at=LATER - timedelta(minutes=5))
     fresh = make_job(configured, JobStatus.queued, 0, enqueued_at=LATER + timedelta(seconds=30))
     result = reap()
@@ -112,3 +134,27 @@ def test_a_heartbeat_that_renewed_in_time_keeps_its_job(configured: dict[str, st
         job_state.heartbeat(session, job_id, 1, lease_s=3 * 3600, progress={})
     assert job_id not in reap().requeued
     assert row(job_id).status == JobStatus.running
+
+
+def test_no_message_is_sent_again_while_every_worker_is_busy(configured: dict[str, str]) -> None:
+    """A job waiting behind a busy worker is in the queue, not lost: sending its message again
+    every requeue_after_s only piled up duplicates (27 for 5 waiting jobs)."""
+    node = f"busy-{utcnow().timestamp()}"
+    with session_scope() as session:
+        session.add(
+            WorkerNode(id=node, hostname="t", concurrency=1, last_seen=LATER + timedelta(minutes=1))
+        )
+    # At LATER this is the only live worker, and its one slot is taken.
+    running = [
+        make_job(configured, JobStatus.running, 1, lease_expires_at=LATER + timedelta(hours=1))
+    ]
+    waiting = [
+        make_job(configured, JobStatus.queued, 0, enqueued_at=LATER - timedelta(minutes=5))
+        for _ in range(5)
+    ]
+    try:
+        assert not set(waiting) & set(reap().resent)
+    finally:
+        with session_scope() as session:
+            session.execute(delete(WorkerNode).where(WorkerNode.id == node))
+            session.execute(delete(Job).where(Job.id.in_(running + waiting)))

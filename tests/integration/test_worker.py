@@ -4,17 +4,15 @@ import os
 import signal
 from pathlib import Path
 
-from sqlalchemy import func, select
-
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.queue import TRAIN_TASK, send_task
-from app.models import Job, ModelVersion
+from app.models import Job
 from app.schemas.job import JobSpec
 from app.services import jobs
 from app.services.auth import Principal
 from tests.integration.conftest import start_worker
-from tests.support import Proc, seed_spec, wait_until
+from tests.support import Proc, seed_spec, version_query, wait_until
 
 ADMIN = Principal(key_id="test", project="default", scopes=frozenset({"admin"}))
 
@@ -40,7 +38,7 @@ def status(job_id: str) -> Job:
 
 def versions_of(name: str) -> int:
     with session_scope() as session:
-        return int(session.scalar(select(func.count()).where(ModelVersion.model_name == name)) or 0)
+        return len(session.scalars(version_query(name)).all())
 
 
 def test_worker_trains_a_job_sent_after_commit(worker: Proc) -> None:

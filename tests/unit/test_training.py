@@ -12,7 +12,7 @@ from app.schemas.job import JobSpec, Task
 from worker.data.builtin import load_builtin
 from worker.data.prepare import prepare
 from worker.data.split import split_indices
-from worker.training.checkpoints import CheckpointDir, TrainingState
+from worker.training.checkpoints import CheckpointDir, Resume, TrainingState
 from worker.training.loop import (
     Diverged,
     EpochResult,
@@ -107,13 +107,17 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) ->
         opt1,
         gen1,
         2,
-        on_epoch_end=lambda r: ckpts.save(r.epoch, r.step, state(first, opt1, gen1)),
+        on_epoch_end=lambda r: ckpts.save(
+            r.epoch, r.step, state(first, opt1, gen1), r.metrics, {"epoch": r.epoch}
+        ),
     )
     torch.manual_seed(999)  # the next attempt starts in a fresh process with other RNG states
     resumed, opt2, gen2 = fresh(seed=123, dropout=0.3)
-    epoch, step = CheckpointDir(tmp_path, attempt=2, keep=2).restore(state(resumed, opt2, gen2))
-    assert (epoch, step) == (2, 26)
-    train(resumed, opt2, gen2, 4, start=epoch)
+    resume = CheckpointDir(tmp_path, attempt=2, keep=2).restore(state(resumed, opt2, gen2))
+    assert resume is not None and (resume.epoch, resume.step) == (2, 26)
+    # the checkpoint carries its epoch's figures: recorded even if its attempt died before
+    assert resume.report == {"epoch": 2} and "train_loss" in resume.metrics
+    train(resumed, opt2, gen2, 4, start=resume.epoch)
     for key, value in model.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
 
@@ -133,13 +137,18 @@ def test_attempts_write_their_own_folders_and_resume_from_the_newest(tmp_path: P
         "epoch-0003.safetensors",
     ]
     second = CheckpointDir(tmp_path, attempt=2, keep=2)
-    assert second.restore(state(*fresh()))[0] == 3
+    assert epoch_of(second.restore(state(*fresh()))) == 3
     second.save(4, 52, state(model, opt, gen))
     first.save(9, 117, state(model, opt, gen))  # a stale attempt 1 that kept running
-    assert CheckpointDir(tmp_path, attempt=3, keep=2).restore(state(*fresh()))[0] == 4
+    assert epoch_of(CheckpointDir(tmp_path, attempt=3, keep=2).restore(state(*fresh()))) == 4
     (tmp_path / "attempt-2" / "epoch-0004.safetensors").write_bytes(b"torn write")
-    assert CheckpointDir(tmp_path, attempt=3, keep=2).restore(state(*fresh()))[0] == 9
-    assert CheckpointDir(tmp_path / "empty", attempt=1, keep=2).restore(state(*fresh())) == (0, 0)
+    assert epoch_of(CheckpointDir(tmp_path, attempt=3, keep=2).restore(state(*fresh()))) == 9
+    assert CheckpointDir(tmp_path / "empty", attempt=1, keep=2).restore(state(*fresh())) is None
+
+
+def epoch_of(resume: Resume | None) -> int:
+    assert resume is not None
+    return resume.epoch
 
 
 def test_a_step_hook_can_stop_training() -> None:

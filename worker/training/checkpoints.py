@@ -5,7 +5,9 @@ Each attempt writes only its own folder, so an attempt that was reaped but still
 touch what the next attempt resumes from or registers. An attempt resumes from the newest
 readable checkpoint of the attempts before it. A checkpoint holds everything an exact resume
 needs: model, optimizer, LR schedule, early stopping, grad scaler, and the RNG states (the
-data-order generator, torch's global and CUDA generators, Python's and NumPy's).
+data-order generator, torch's global and CUDA generators, Python's and NumPy's), and its
+epoch's metrics and validation report, so a job whose attempt died between writing the
+checkpoint and recording the epoch still has that epoch's figures.
 """
 
 import logging
@@ -25,6 +27,16 @@ log = logging.getLogger(__name__)
 ATTEMPT_DIR = re.compile(r"^attempt-(\d+)$")
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where a restored checkpoint left off."""
+
+    epoch: int
+    step: int
+    metrics: dict[str, float]
+    report: dict[str, Any]
+
+
 @dataclass
 class TrainingState:
     """The objects whose state a checkpoint saves and restores."""
@@ -42,7 +54,14 @@ class CheckpointDir:
         self.root = job_root / f"attempt-{attempt}"
         self.keep = keep
 
-    def save(self, epoch: int, step: int, state: TrainingState) -> None:
+    def save(
+        self,
+        epoch: int,
+        step: int,
+        state: TrainingState,
+        metrics: dict[str, float] | None = None,
+        report: dict[str, Any] | None = None,
+    ) -> None:
         tensors = _model_tensors(state.model)
         skeletons = {}
         for name, obj in [("optim", state.optimizer), *state.extras.items()]:
@@ -50,32 +69,40 @@ class CheckpointDir:
             tensors.update(part)
         rng_tensors, skeletons["rng"] = checkpoint.flatten_state(_rng_state(state.generator), "rng")
         tensors.update(rng_tensors)
-        meta = {"kind": "training", "epoch": epoch, "step": step, "state": skeletons}
+        meta = {
+            "kind": "training",
+            "epoch": epoch,
+            "step": step,
+            "state": skeletons,
+            "metrics": metrics or {},
+            "report": report or {},
+        }
         checkpoint.save(self.root / f"epoch-{epoch:04d}.safetensors", tensors, meta)
         for old in _epochs(self.root)[: -self.keep]:
             old.unlink(missing_ok=True)
 
-    def restore(self, state: TrainingState) -> tuple[int, int]:
-        """Load the newest readable checkpoint of this or an earlier attempt; (0, 0) if none."""
+    def restore(self, state: TrainingState) -> Resume | None:
+        """Load the newest readable checkpoint of this or an earlier attempt; None if none."""
         for path in self._candidates():
             try:
                 ckpt = checkpoint.load(path)
                 return self._apply(ckpt, state)
             except (checkpoint.CheckpointError, KeyError, RuntimeError, ValueError) as exc:
                 log.warning("skipping checkpoint %s: %s", path, exc)
-        return 0, 0
+        return None
 
-    def save_best(self, epoch: int, model: nn.Module) -> None:
-        meta = {"kind": "best", "epoch": epoch}
+    def save_best(self, epoch: int, model: nn.Module, report: dict[str, Any]) -> None:
+        meta = {"kind": "best", "epoch": epoch, "report": report}
         checkpoint.save(self.root / "best.safetensors", _model_tensors(model), meta)
 
-    def load_best(self, model: nn.Module) -> int:
-        """Put the best epoch's weights (this attempt's, else an earlier one's) into model."""
+    def load_best(self, model: nn.Module) -> tuple[int, dict[str, Any]]:
+        """Put the best epoch's weights (this attempt's, else an earlier one's) into model;
+        return that epoch and its validation report."""
         for folder in self._attempt_dirs():
             if (folder / "best.safetensors").is_file():
                 ckpt = checkpoint.load(folder / "best.safetensors")
                 model.load_state_dict(_strip(ckpt.tensors, "model."))
-                return int(ckpt.meta["epoch"])
+                return int(ckpt.meta["epoch"]), ckpt.meta.get("report", {})
         raise checkpoint.CheckpointError("no best checkpoint was written")
 
     @property
@@ -95,7 +122,7 @@ class CheckpointDir:
         return [folder for _, folder in sorted(found, reverse=True)]
 
     @staticmethod
-    def _apply(ckpt: checkpoint.Checkpoint, state: TrainingState) -> tuple[int, int]:
+    def _apply(ckpt: checkpoint.Checkpoint, state: TrainingState) -> Resume:
         skeletons = ckpt.meta["state"]
         state.model.load_state_dict(_strip(ckpt.tensors, "model."))
         state.optimizer.load_state_dict(
@@ -104,7 +131,10 @@ class CheckpointDir:
         for name, obj in state.extras.items():
             obj.load_state_dict(checkpoint.unflatten_state(skeletons[name], ckpt.tensors))
         _set_rng_state(state.generator, checkpoint.unflatten_state(skeletons["rng"], ckpt.tensors))
-        return int(ckpt.meta["epoch"]), int(ckpt.meta["step"])
+        meta = ckpt.meta
+        return Resume(
+            int(meta["epoch"]), int(meta["step"]), meta.get("metrics", {}), meta.get("report", {})
+        )
 
 
 def _rng_state(generator: torch.Generator) -> dict[str, Any]:

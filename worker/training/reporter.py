@@ -1,22 +1,24 @@
-"""Turns loop callbacks into job-row writes: lease renewals, progress, checkpoints, metrics,
-and the reasons to stop early: a cancel, a draining worker, the job's time limit."""
+"""Turns loop callbacks into job-row writes: progress, checkpoints, metrics, and the reasons to
+stop early: a cancel, a draining worker, the job's time limit, a lost lease.
 
-import os
-import socket
+The lease itself is renewed by the LeaseKeeper's thread, not here: a step may take longer
+than a lease. Steps only read what the keeper last learned, so they touch no database.
+"""
+
 import time
 from typing import Any
-
-from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.models.base import utcnow
 from app.services import job_state
 from app.services.job_state import Claim
-from worker.training.checkpoints import CheckpointDir, TrainingState
+from worker.training.checkpoints import CheckpointDir, Resume, TrainingState
+from worker.training.lease import CANCEL, DRAIN, LeaseKeeper
 from worker.training.loop import EpochResult
 
-CANCEL, DRAIN, TIMEOUT = "cancel", "drain", "timeout"
+TIMEOUT = "timeout"
+__all__ = ["CANCEL", "DRAIN", "TIMEOUT", "Reporter"]
 
 
 class Reporter:
@@ -34,15 +36,12 @@ class Reporter:
         self.keep_best = keep_best
         self.epoch, self.step, self.epochs = 0, 0, epochs
         self.samples_per_s: float | None = None
-        self.history: dict[int, dict[str, float]] = {}  # epoch → metrics
         self.reports: dict[int, dict[str, Any]] = {}  # epoch → confusion matrix, per class
-        self.stop_reason: str | None = None
-        # the pool child's parent is the worker process whose row says whether it drains
-        self.node_id = f"{socket.gethostname()}:{os.getppid()}"
+        self._timed_out = False
         elapsed = (utcnow() - claim.started_at).total_seconds()  # earlier attempts count too
         self.deadline = time.monotonic() + max_runtime_s - elapsed
         self.max_runtime_s = max_runtime_s
-        self._next_beat = 0.0
+        self.keeper: LeaseKeeper | None = None
 
     def progress(self) -> dict[str, Any]:
         return {
@@ -52,36 +51,42 @@ class Reporter:
             "samples_per_s": self.samples_per_s,
         }
 
+    @property
+    def stop_reason(self) -> str | None:
+        if self._timed_out:
+            return TIMEOUT
+        return self.keeper.stop_reason if self.keeper is not None else None
+
     def on_step(self, rows: int) -> bool:
-        """Renew the lease about once per heartbeat_s; True once the job must stop."""
+        """True once the job must stop; LeaseLost once another attempt owns it."""
         self.step += 1
-        now = time.monotonic()
-        if self.stop_reason is None and now >= self.deadline:
-            self.stop_reason = TIMEOUT
-        if self.stop_reason is None and now >= self._next_beat:
-            with session_scope() as session:
-                self._beat(session)
+        if self.keeper is not None:
+            self.keeper.check()
+        if time.monotonic() >= self.deadline:
+            self._timed_out = True
         return self.stop_reason is not None
+
+    def resumed(self, resume: Resume) -> None:
+        """Carry on from a checkpoint. Its epoch's metrics are recorded if the attempt that
+        wrote it died before recording them (the checkpoint is written first)."""
+        self.epoch, self.step = resume.epoch, resume.step
+        self.reports[resume.epoch] = resume.report
+        self.event("resumed", f"resumed from the checkpoint of epoch {resume.epoch}")
+        with session_scope() as session:
+            if not job_state.epoch_metrics(session, self.claim.job_id, resume.epoch):
+                self._record(session, resume.epoch, resume.step, resume.metrics, resume.report)
 
     def on_epoch_end(self, result: EpochResult) -> None:
         self.epoch, self.step = result.epoch, result.step
         self.samples_per_s = round(result.samples_per_s, 1)
-        self.history[result.epoch], self.reports[result.epoch] = result.metrics, result.report
-        with session_scope() as session:
-            self._beat(session)  # LeaseLost here: a stale attempt writes no checkpoint
-        self.ckpts.save(result.epoch, result.step, self.state)
+        self.reports[result.epoch] = result.report
+        if self.keeper is not None:
+            self.keeper.check()  # a stale attempt writes no checkpoint
+        self.ckpts.save(result.epoch, result.step, self.state, result.metrics, result.report)
         if self.keep_best and result.is_best:
-            self.ckpts.save_best(result.epoch, self.state.model)
+            self.ckpts.save_best(result.epoch, self.state.model, result.report)
         with session_scope() as session:
-            job_state.record_epoch(
-                session,
-                self.claim.job_id,
-                self.claim.attempt,
-                result.epoch,
-                result.step,
-                result.metrics,
-                {"epoch": result.epoch, "validation": result.report},
-            )
+            self._record(session, result.epoch, result.step, result.metrics, result.report)
             job_state.add_event(
                 session,
                 self.claim.job_id,
@@ -90,21 +95,24 @@ class Reporter:
                 f"checkpoint at epoch {result.epoch}",
             )
 
-    def event(self, kind: str, message: str) -> None:
-        with session_scope() as session:
-            job_state.add_event(session, self.claim.job_id, self.claim.attempt, kind, message)
-
-    def _beat(self, session: Session) -> None:
-        control = job_state.heartbeat(
+    def _record(
+        self,
+        session: Any,
+        epoch: int,
+        step: int,
+        metrics: dict[str, float],
+        report: dict[str, Any],
+    ) -> None:
+        job_state.record_epoch(
             session,
             self.claim.job_id,
             self.claim.attempt,
-            self.settings.lease_s,
-            self.progress(),
-            self.node_id,
+            epoch,
+            step,
+            metrics,
+            {"epoch": epoch, "validation": report},
         )
-        if control.cancel_requested:
-            self.stop_reason = CANCEL
-        elif control.draining:
-            self.stop_reason = DRAIN
-        self._next_beat = time.monotonic() + self.settings.heartbeat_s
+
+    def event(self, kind: str, message: str) -> None:
+        with session_scope() as session:
+            job_state.add_event(session, self.claim.job_id, self.claim.attempt, kind, message)

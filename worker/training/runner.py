@@ -1,14 +1,17 @@
 """One job, from claim to registered model version.
 
-The job row is the truth: this module claims it, renews its lease while training, writes
-a checkpoint and the metrics every epoch, and moves it to a terminal state. Every write
-is fenced by the attempt number, so a stale attempt stops without touching anything.
+The job row is the truth: this module claims it, holds its lease while the attempt runs
+(worker/training/lease.py), writes a checkpoint and the metrics every epoch, and moves it to
+a terminal state. Every write is fenced by the attempt number, so a stale attempt stops
+without touching anything, and a succeeded job's version is registered in the same
+transaction that marks it succeeded.
 """
 
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -16,31 +19,44 @@ from torch import nn
 
 from app.core.config import Settings
 from app.core.db import session_scope
+from app.core.errors import storage_full
 from app.ml.bundle import ModelBundle
 from app.ml.devices import resolve_device
-from app.models import Job, JobStatus
+from app.models import JobStatus
 from app.schemas.job import JobSpec
-from app.services import job_state, registry
+from app.services import job_state
 from app.services.job_state import Claim, LeaseLost
 from worker.data.prepare import TrainingData, load_raw
 from worker.data.stored import load_stored
 from worker.training import setup
 from worker.training.checkpoints import CheckpointDir, TrainingState
+from worker.training.lease import LeaseKeeper
 from worker.training.loop import Diverged, StopRequested, evaluate, fit
 from worker.training.reporter import DRAIN, TIMEOUT, Reporter
 
 log = logging.getLogger(__name__)
+# A job that ran out of disk is tried again this much later (another worker, or space freed).
+STORAGE_RETRY_S = 30.0
 
 
 @dataclass
 class Outcome:
     status: JobStatus
     message: str
-    version: int | None = None
+    # succeeded: the job's final metrics and report, the new version's lineage, and the
+    # status message once its version number is known
+    result: dict[str, Any] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    registered: Callable[[int], str] | None = None
 
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def node_id() -> str:
+    """The worker (Celery's main process) this pool child belongs to: its row in `workers`."""
+    return f"{socket.gethostname()}:{os.getppid()}"
 
 
 def run_job(job_id: str, settings: Settings) -> None:
@@ -49,32 +65,64 @@ def run_job(job_id: str, settings: Settings) -> None:
     if claim is None:
         log.info("job %s is not queued; nothing to do (duplicate or stale message)", job_id)
         return
-    try:
-        outcome = train(claim, settings)
-        if outcome is None:
-            return  # handed back to the queue (the worker is draining)
-    except LeaseLost:
-        log.warning(
-            "job %s attempt %d lost its lease; stopping without writing", job_id, claim.attempt
-        )
+    with LeaseKeeper(claim, settings, node_id()) as keeper:
+        try:
+            outcome = train(claim, settings, keeper)
+            if outcome is not None:
+                _finish(claim, outcome)
+        except LeaseLost:
+            log.warning(
+                "job %s attempt %d lost its lease; stopping without writing", job_id, claim.attempt
+            )
+        except Exception as exc:
+            _failed(claim, exc)
+
+
+def _failed(claim: Claim, exc: Exception) -> None:
+    full = storage_full(exc)
+    if full is None:
+        log.exception("job %s failed", claim.job_id)
+        _finish(claim, Outcome(JobStatus.failed, f"{type(exc).__name__}: {exc}"))
         return
-    except Exception as exc:
-        log.exception("job %s failed", job_id)
-        outcome = Outcome(JobStatus.failed, f"{type(exc).__name__}: {exc}")
-    _finish(claim, outcome)
+    log.error("job %s attempt %d ran out of storage: %s", claim.job_id, claim.attempt, exc)
+    _out_of_storage(claim, full.message)
+
+
+def _out_of_storage(claim: Claim, reason: str) -> None:
+    """Not the job's fault: try again later, as the next attempt, resuming from its last
+    checkpoint; once its attempts are spent, fail saying why."""
+    with session_scope() as session:
+        job = job_state.attempts_left(session, claim.job_id)
+    if job <= 0:
+        _finish(claim, Outcome(JobStatus.failed, f"storage_full: {reason}; no attempts left"))
+        return
+    with session_scope() as session:
+        job_state.requeue(
+            session,
+            claim.job_id,
+            claim.attempt,
+            "storage_full",
+            f"storage_full: {reason}; retrying in {STORAGE_RETRY_S:.0f} s",
+            delay_s=STORAGE_RETRY_S,
+        )
 
 
 def _finish(claim: Claim, outcome: Outcome) -> None:
     try:
         with session_scope() as session:
-            job_state.finish(
-                session,
-                claim.job_id,
-                claim.attempt,
-                outcome.status,
-                outcome.message,
-                outcome.version,
-            )
+            if outcome.registered is not None:
+                job_state.succeed(
+                    session,
+                    claim.job_id,
+                    claim.attempt,
+                    outcome.result,
+                    outcome.lineage,
+                    outcome.registered,
+                )
+            else:
+                job_state.finish(
+                    session, claim.job_id, claim.attempt, outcome.status, outcome.message
+                )
     except LeaseLost:
         log.warning(
             "job %s attempt %d no longer owns the job; not marking it %s",
@@ -84,7 +132,7 @@ def _finish(claim: Claim, outcome: Outcome) -> None:
         )
 
 
-def train(claim: Claim, settings: Settings) -> Outcome | None:
+def train(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outcome | None:
     """Train the claimed attempt; None when the job went back to the queue instead."""
     spec = JobSpec.model_validate(claim.spec)
     device = resolve_device(spec.training.device)
@@ -94,12 +142,13 @@ def train(claim: Claim, settings: Settings) -> Outcome | None:
     ckpts = CheckpointDir(
         settings.artifacts_dir / "jobs" / claim.job_id, claim.attempt, settings.checkpoints_kept
     )
-    start_epoch, start_step = ckpts.restore(state)
     max_runtime = spec.training.max_runtime_s or settings.max_job_runtime_s
     keep_best = run.opts.early_stopping is not None
     reporter = Reporter(claim, settings, spec.training.epochs, ckpts, state, keep_best, max_runtime)
-    if start_epoch:
-        reporter.event("resumed", f"resumed from the checkpoint of epoch {start_epoch}")
+    keeper.progress, reporter.keeper = reporter.progress, keeper
+    resume = ckpts.restore(state)
+    if resume is not None:
+        reporter.resumed(resume)
     model = _maybe_compile(run.model, spec, device, reporter)
     try:
         last = fit(
@@ -111,8 +160,8 @@ def train(claim: Claim, settings: Settings) -> Outcome | None:
             run.generator,
             on_step=reporter.on_step,
             on_epoch_end=reporter.on_epoch_end,
-            start_epoch=start_epoch,
-            start_step=start_step,
+            start_epoch=reporter.epoch,
+            start_step=reporter.step,
         )
     except StopRequested:
         return _stopped(claim, reporter)
@@ -161,36 +210,40 @@ def _conclude(
     reporter: Reporter,
     last: int,
 ) -> Outcome:
-    """Pick the epoch to register (the best one under early stopping), test it, register it."""
+    """Pick the epoch to register (the best one under early stopping) and test it. Its
+    metrics come from the recorded history, whichever attempt recorded them."""
     data, opts = run.data, run.opts
-    best = ckpts.load_best(run.model) if opts.early_stopping is not None else last
+    if opts.early_stopping is not None:
+        best, validation = ckpts.load_best(run.model)
+    else:
+        best, validation = last, reporter.reports.get(last, {})
     test_metrics, test_report = evaluate(
         run.model, run.loss_fn, data.x_test, data.y_test, opts, "test"
     )
-    metrics = {**reporter.history.get(best, {}), **test_metrics}
+    with session_scope() as session:
+        metrics = {**job_state.epoch_metrics(session, claim.job_id, best), **test_metrics}
     report: dict[str, Any] = {
         "best_epoch": best,
         "last_epoch": last,
-        "validation": reporter.reports.get(best, {}),
+        "validation": validation,
         "test": test_report,
     }
-    version = _register(claim, spec, data, run.model.to("cpu"), ckpts, metrics, report)
+    lineage = _save_model(claim, spec, data, run.model.to("cpu"), ckpts)
     stopped = f"; early stopping after epoch {last}" if last < spec.training.epochs else ""
     chosen = f" (best epoch {best} of {last}{stopped})" if opts.early_stopping is not None else ""
     return Outcome(
-        JobStatus.succeeded, f"registered {spec.model_name} version {version}{chosen}", version
+        JobStatus.succeeded,
+        "registered",
+        result={"metrics": metrics, "report": report},
+        lineage=lineage | {"metrics": {**metrics, "report": report}},
+        registered=lambda version: f"registered {spec.model_name} version {version}{chosen}",
     )
 
 
-def _register(
-    claim: Claim,
-    spec: JobSpec,
-    data: TrainingData,
-    model: nn.Module,
-    ckpts: CheckpointDir,
-    metrics: dict[str, float],
-    report: dict[str, Any],
-) -> int:
+def _save_model(
+    claim: Claim, spec: JobSpec, data: TrainingData, model: nn.Module, ckpts: CheckpointDir
+) -> dict[str, Any]:
+    """Write the model bundle; return the lineage its version is registered with."""
     bundle = ModelBundle(
         arch=spec.model.arch,
         options=setup.model_options(spec, data),
@@ -203,24 +256,12 @@ def _register(
     )
     path = ckpts.model_path
     sha256 = bundle.save(path)
-    with session_scope() as session:
-        # Lock the job row: only the attempt that still owns it registers, and only once.
-        job = session.get(Job, claim.job_id, with_for_update=True)
-        if job is None or job.status != JobStatus.running or job.attempt != claim.attempt:
-            raise LeaseLost(claim.job_id)
-        job.metrics, job.report = metrics, report
-        row = registry.register_version(
-            session,
-            model_name=spec.model_name,
-            project=job.project,
-            job_id=claim.job_id,
-            task=data.task,
-            spec=claim.spec,
-            dataset=data.dataset,
-            metrics={**metrics, "report": report},
-            classes=data.classes,
-            input_shape=data.preprocessor.input_shape,
-            checkpoint_path=str(path.relative_to(ckpts.job_root.parents[1])),
-            checkpoint_sha256=sha256,
-        )
-        return row.version
+    return {
+        "task": data.task,
+        "spec": claim.spec,
+        "dataset": data.dataset,
+        "classes": data.classes,
+        "input_shape": data.preprocessor.input_shape,
+        "checkpoint_path": str(path.relative_to(ckpts.job_root.parents[1])),
+        "checkpoint_sha256": sha256,
+    }

@@ -27,20 +27,23 @@ AliasName = Annotated[str, Path(pattern=r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")]
 
 @router.get("", response_model=list[ModelSummary])
 def list_models(session: SessionDep, principal: ModelsRead) -> list[ModelSummary]:
+    """The caller's project's models (an admin key without X-Trainserve-Project: every
+    project's)."""
     return [
-        ModelSummary(name=m.name, latest_version=v, created_at=m.created_at)
+        ModelSummary(name=m.name, project=m.project, latest_version=v, created_at=m.created_at)
         for m, v in registry.list_models(session, principal.tenant)
     ]
 
 
 @router.get("/{name}", response_model=ModelDetail)
 def get_model(name: ModelName, session: SessionDep, principal: ModelsRead) -> ModelDetail:
-    model = registry.get_model(session, name, principal.tenant)
+    model = registry.get_model(session, principal.project, name)
     return ModelDetail(
         name=model.name,
+        project=model.project,
         created_at=model.created_at,
-        aliases=registry.aliases(session, name),
-        versions=[ModelVersionPublic.model_validate(v) for v in registry.versions(session, name)],
+        aliases=registry.aliases(session, model),
+        versions=[ModelVersionPublic.model_validate(v) for v in registry.versions(session, model)],
     )
 
 
@@ -48,7 +51,7 @@ def get_model(name: ModelName, session: SessionDep, principal: ModelsRead) -> Mo
 def get_version(
     name: ModelName, version: int, session: SessionDep, principal: ModelsRead
 ) -> ModelVersionPublic:
-    row = registry.get_version(session, name, version, principal.tenant)
+    row = registry.get_version(session, principal.project, name, version)
     return ModelVersionPublic.model_validate(row)
 
 
@@ -56,8 +59,9 @@ def get_version(
 def delete_version(
     name: ModelName, version: int, session: SessionDep, serving: ServingDep, principal: ModelsWrite
 ) -> Response:
-    registry.delete_version(session, name, version, principal.tenant)
+    row = registry.delete_version(session, principal.project, name, version)
     commit_then_forget(session, serving)
+    serving.evict(row.id)
     return Response(status_code=204)
 
 
@@ -70,9 +74,9 @@ def set_alias(
     serving: ServingDep,
     principal: ModelsWrite,
 ) -> AliasPublic:
-    row = registry.set_alias(session, name, alias, body.version, principal.tenant)
+    target = registry.set_alias(session, principal.project, name, alias, body.version)
     commit_then_forget(session, serving)
-    return AliasPublic(model_name=row.model_name, alias=row.alias, version=row.version)
+    return AliasPublic(model_name=name, alias=alias, version=target.version)
 
 
 @router.delete("/{name}/aliases/{alias}", status_code=204)
@@ -83,6 +87,6 @@ def delete_alias(
     serving: ServingDep,
     principal: ModelsWrite,
 ) -> Response:
-    registry.delete_alias(session, name, alias, principal.tenant)
+    registry.delete_alias(session, principal.project, name, alias)
     commit_then_forget(session, serving)
     return Response(status_code=204)

@@ -72,10 +72,10 @@ async def predict(request: Request) -> Response:
     """Rows in, labels and probabilities out, from the version the name (production, else
     the latest) or `ref` (a version number or an alias) points to now."""
     serving: Serving = request.app.state.serving
-    principal = await serving.principal(request.headers.get("authorization"), "predict")
+    principal = await serving.principal(request.headers, "predict")
     name, ref = model_path(request.path_params)
     inputs = await _inputs(request)
-    answer = await serving.handle(name, ref, inputs, principal.tenant)
+    answer = await serving.handle(principal.project, name, ref, inputs)
     # orjson writes the PredictResponse fields several times faster than the response model.
     return Response(orjson.dumps(answer.body()), media_type="application/json")
 

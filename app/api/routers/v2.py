@@ -44,8 +44,8 @@ def ready(session: SessionDep, settings: SettingsDep, _: Authenticated) -> JSONR
 def model_metadata(
     name: ModelName, session: SessionDep, principal: Predict, ref: Ref | None = None
 ) -> ModelMetadata:
-    version = registry.resolve(session, name, ref, principal.tenant)
-    return v2.metadata(name, registry.versions(session, name), version)
+    version = registry.resolve(session, principal.project, name, ref)
+    return v2.metadata(name, registry.versions(session, version.model), version)
 
 
 @router.get("/models/{name}/ready")
@@ -53,7 +53,7 @@ def model_metadata(
 async def model_ready(
     name: ModelName, serving: ServingDep, principal: Predict, ref: Ref | None = None
 ) -> dict[str, Any]:
-    await serving.load(await serving.resolve(name, ref, principal.tenant))
+    await serving.load(await serving.resolve(principal.project, name, ref))
     return {"name": name, "ready": True}
 
 
@@ -73,14 +73,14 @@ async def infer(request: Request) -> Response:
     """Like predict (app/api/routers/predict.py), a hot path: the request alone, no FastAPI
     parameters or dependencies; app/api/lane.py sends it here straight."""
     serving: Serving = request.app.state.serving
-    principal = await serving.principal(request.headers.get("authorization"), "predict")
+    principal = await serving.principal(request.headers, "predict")
     name, ref = model_path(request.path_params)
     body = v2.parse_request(
         await request.body(), request.headers.get("inference-header-content-length")
     )
     if len(body.inputs) != 1:
         raise Unprocessable(f"these models take one input tensor, got {len(body.inputs)}")
-    answer = await serving.handle(name, ref, v2.tensor_rows(body.inputs[0]), principal.tenant)
+    answer = await serving.handle(principal.project, name, ref, v2.tensor_rows(body.inputs[0]))
     wanted = {o.name for o in body.outputs} if body.outputs else None
     response = InferResponse(
         model_name=name,

@@ -1,0 +1,209 @@
+"""The registry's identities, attacked the way the review did: ids reused after a delete, two
+tenants racing for one name, the same request eight times at once. Each test runs on
+PostgreSQL and on the embedded SQLite, where row ids used to be handed out again."""
+
+import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.models import ModelVersion
+from tests.support import api_error, fixed_model, seed_spec, version_query
+
+ALL = ["jobs:write", "jobs:read", "models:write", "models:read", "predict"]
+
+
+def project_key(client: TestClient, project: str, scopes: list[str] = ALL) -> dict[str, str]:
+    body = {"name": f"{project}-key", "scopes": scopes, "project": project}
+    response = client.post("/v1/keys", json=body)
+    assert response.status_code == 201, response.text
+    return {"Authorization": f"Bearer {response.json()['key']}"}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+def predict(client: TestClient, name: str, headers: dict[str, str]) -> httpx.Response:
+    return client.post(f"/v1/models/{name}/predict", json={"inputs": [[1, 0]]}, headers=headers)
+
+
+def infer(client: TestClient, name: str, headers: dict[str, str]) -> httpx.Response:
+    body = {"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [1, 0]}]}
+    return client.post(f"/v2/models/{name}/infer", json=body, headers=headers)
+
+
+def at_once(n: int, call: Callable[[int], Any]) -> list[Any]:
+    """n calls released together, as n clients would send them."""
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> Any:
+        barrier.wait()
+        return call(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(run, range(n)))
+
+
+def test_a_deleted_version_never_answers_for_another_projects_model(backend: TestClient) -> None:
+    """The review's reproduction: A predicts once and deletes its version; B registers a
+    model; B's predict and infer must answer with B's model, never A's cached one."""
+    a_project, b_project = unique("ida"), unique("idb")
+    a, b = project_key(backend, a_project), project_key(backend, b_project)
+    data_dir = get_settings().data_dir
+    fixed_model("ma", data_dir, project=a_project, classes=("setosa", "virginica"))
+    assert predict(backend, "ma", a).json()["predictions"] == ["setosa"]
+    assert backend.delete("/v1/models/ma/versions/1", headers=a).status_code == 204
+    fixed_model("mb", data_dir, project=b_project, classes=("cat", "dog"))
+    answer = predict(backend, "mb", b)
+    assert answer.status_code == 200 and answer.json()["predictions"] == ["cat"], answer.text
+    assert infer(backend, "mb", b).json()["outputs"][0]["data"] == ["cat"]
+    api_error(predict(backend, "ma", a), 404)
+    with session_scope() as session:
+        ids = session.scalars(select(ModelVersion.id)).all()
+    assert len(ids) == len(set(ids))
+
+
+def test_two_projects_each_have_their_own_model_of_one_name(backend: TestClient) -> None:
+    a_name, b_name = unique("shop"), unique("bank")
+    a, b = project_key(backend, a_name), project_key(backend, b_name)
+    data_dir = get_settings().data_dir
+
+    def register(i: int) -> int:  # both projects' jobs finish at the same moment
+        project, classes = (a_name, ("cat", "dog")) if i % 2 else (b_name, ("red", "green"))
+        return fixed_model("churn", data_dir, project=project, classes=classes)
+
+    at_once(6, register)
+    assert predict(backend, "churn", a).json()["predictions"] == ["cat"]
+    assert predict(backend, "churn", b).json()["predictions"] == ["red"]
+    for headers, project in ((a, a_name), (b, b_name)):
+        detail = backend.get("/v1/models/churn", headers=headers).json()
+        assert detail["project"] == project
+        assert [v["version"] for v in detail["versions"]] == [1, 2, 3]
+        assert {v["project"] for v in detail["versions"]} == {project}
+        assert [m["name"] for m in backend.get("/v1/models", headers=headers).json()] == ["churn"]
+
+
+def test_a_name_used_by_another_project_is_neither_taken_nor_revealed(backend: TestClient) -> None:
+    """Submitting a job named like another project's model is an ordinary 202: a 409 would
+    tell the caller that the name exists elsewhere."""
+    owner, other = unique("own"), unique("oth")
+    fixed_model("secret-model", get_settings().data_dir, project=owner)
+    response = backend.post(
+        "/v1/jobs", json=seed_spec("secret-model"), headers=project_key(backend, other)
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["model_name"] == "secret-model"
+    api_error(backend.get("/v1/models/secret-model", headers=project_key(backend, other)), 404)
+
+
+def test_version_numbers_are_never_reused_after_a_delete(backend: TestClient) -> None:
+    project = unique("nums")
+    headers = project_key(backend, project)
+    data_dir = get_settings().data_dir
+    assert [fixed_model("pinned", data_dir, project=project) for _ in range(2)] == [1, 2]
+    assert backend.delete("/v1/models/pinned/versions/2", headers=headers).status_code == 204
+    assert backend.delete("/v1/models/pinned/versions/1", headers=headers).status_code == 204
+    assert fixed_model("pinned", data_dir, project=project) == 3
+    api_error(
+        backend.post(
+            "/v1/models/pinned/versions/2/predict", json={"inputs": [[1, 0]]}, headers=headers
+        ),
+        404,
+    )
+
+
+def test_jobs_of_one_model_finishing_together_get_distinct_versions(backend: TestClient) -> None:
+    """Suspected on PostgreSQL: two registrations computed the same next version and the
+    loser, a job that trained fine, failed on the unique constraint."""
+    project = unique("race")
+    data_dir = get_settings().data_dir
+    versions = at_once(8, lambda _: fixed_model("raced", data_dir, project=project))
+    assert sorted(versions) == list(range(1, 9))
+    with session_scope() as session:
+        assert len(session.scalars(version_query("raced", project)).all()) == 8
+
+
+def test_eight_identical_alias_puts_at_once_all_succeed(backend: TestClient) -> None:
+    project = unique("alias")
+    headers = project_key(backend, project)
+    fixed_model("aliased", get_settings().data_dir, project=project)
+    responses = at_once(
+        8,
+        lambda _: backend.put(
+            "/v1/models/aliased/aliases/canary", json={"version": 1}, headers=headers
+        ),
+    )
+    assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
+    assert backend.get("/v1/models/aliased", headers=headers).json()["aliases"] == {"canary": 1}
+
+
+def test_eight_submissions_with_one_idempotency_key_make_one_job(backend: TestClient) -> None:
+    headers = project_key(backend, unique("idem")) | {"Idempotency-Key": unique("retry")}
+    responses = at_once(
+        8, lambda _: backend.post("/v1/jobs", json=seed_spec("idem-job"), headers=headers)
+    )
+    assert [r.status_code for r in responses] == [202] * 8, [r.text for r in responses]
+    assert len({r.json()["id"] for r in responses}) == 1
+    listed = backend.get("/v1/jobs", headers=headers).json()["items"]
+    assert [j["id"] for j in listed] == [responses[0].json()["id"]]
+
+
+def test_an_alias_and_a_delete_racing_never_leave_a_dangling_alias(backend: TestClient) -> None:
+    project = unique("dangle")
+    headers = project_key(backend, project)
+    data_dir = get_settings().data_dir
+    for round_ in range(6):
+        version = fixed_model("dangling", data_dir, project=project)
+        alias = f"a{round_}"
+        put, delete = at_once(
+            2,
+            lambda i, v=version, al=alias: (
+                backend.put(
+                    f"/v1/models/dangling/aliases/{al}", json={"version": v}, headers=headers
+                )
+                if i == 0
+                else backend.delete(f"/v1/models/dangling/versions/{v}", headers=headers)
+            ),
+        )
+        assert put.status_code in (200, 404) and delete.status_code in (204, 409), (put, delete)
+        assert (put.status_code == 200) != (delete.status_code == 204)  # exactly one wins
+        detail = backend.get("/v1/models/dangling", headers=headers).json()
+        numbers = {v["version"] for v in detail["versions"]}
+        assert set(detail["aliases"].values()) <= numbers
+
+
+def test_an_admin_key_names_the_project_it_acts_in(backend: TestClient) -> None:
+    project = unique("adm")
+    fixed_model("admin-sees", get_settings().data_dir, project=project, classes=("x", "y"))
+    api_error(backend.get("/v1/models/admin-sees"), 404)  # the admin key's own project
+    named = {"X-Trainserve-Project": project}
+    assert backend.get("/v1/models/admin-sees", headers=named).json()["project"] == project
+    assert predict(backend, "admin-sees", named).json()["predictions"] == ["x"]
+    assert infer(backend, "admin-sees", named).json()["outputs"][0]["data"] == ["x"]
+    listed = {(m["project"], m["name"]) for m in backend.get("/v1/models").json()}
+    assert (project, "admin-sees") in listed  # without the header an admin lists every project
+    job = backend.post("/v1/jobs", json=seed_spec("admin-job"), headers=named).json()
+    assert backend.get(f"/v1/jobs/{job['id']}", headers=named).status_code == 200
+    api_error(backend.get("/v1/models/admin-sees", headers={"X-Trainserve-Project": "../x"}), 400)
+
+
+def test_a_project_key_cannot_name_another_project(backend: TestClient) -> None:
+    mine, theirs = unique("mine"), unique("theirs")
+    fixed_model("theirs-model", get_settings().data_dir, project=theirs)
+    headers = project_key(backend, mine) | {"X-Trainserve-Project": theirs}
+    for response in (
+        backend.get("/v1/models/theirs-model", headers=headers),
+        predict(backend, "theirs-model", headers),
+        backend.get("/v1/jobs", headers=headers),
+    ):
+        assert response.status_code == 403, response.text
+    own = project_key(backend, mine) | {"X-Trainserve-Project": mine}
+    assert backend.get("/v1/jobs", headers=own).status_code == 200
