@@ -25,15 +25,19 @@ class TrainRequest(Request):
             return True
         if _has_work(self.args):
             return False
-        log.info("dropping a message for job %s: it is not queued", self.args)
+        log.info("job %s is not queued; dropping its message (a duplicate)", _job_of(self.args))
         self._announce_revoked("not queued", terminated=False, signum=None, expired=False)
         return True
+
+
+def _job_of(args: list[object]) -> str:
+    return str(args[0]) if args else "?"
 
 
 def _has_work(args: list[object]) -> bool:
     try:
         with session_scope() as session:
-            return bool(args) and job_state.is_queued(session, str(args[0]))
+            return bool(args) and job_state.is_queued(session, _job_of(args))
     except SQLAlchemyError as exc:  # unsure: let the child decide, as it did before
         log.warning("could not check the job of a message: %s", exc)
         return True

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
 
     # Below this much free space under data_dir, /readyz says not ready (storage "low").
     min_free_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    # A job that ran out of disk goes back to the queue and is tried again this much later,
+    # resuming from its last checkpoint; once its attempts are spent it fails as storage_full.
+    storage_retry_s: float = Field(30.0, ge=0)
 
     @model_validator(mode="after")
     def _heartbeats_fit_in_a_lease(self) -> "Settings":

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 from pathlib import Path
 
 from app.core.config import get_settings
@@ -61,6 +62,20 @@ def test_a_duplicate_message_trains_nothing_twice(worker: Proc) -> None:
     job = status(job_id)
     assert job.status == "succeeded" and job.attempt == 1
     assert versions_of("w-dup") == 1
+
+
+def test_duplicates_cost_milliseconds_not_a_process(worker: Proc) -> None:
+    """Each job runs in a fresh pool child; a duplicate that reached the pool cost a process
+    start (~0.9 s each), so a burst of them held up the next real job for seconds."""
+    done = submit("w-burst", epochs=1)
+    wait_until(lambda: status(done).status == "succeeded", 120, "the job")
+    started = time.monotonic()
+    for _ in range(20):
+        send_task(TRAIN_TASK, [done])
+    fresh = submit("w-after-burst", epochs=1)
+    wait_until(lambda: status(fresh).attempt == 1, 60, "the next job to be claimed")
+    assert time.monotonic() - started < 6, worker.output()[-3000:]
+    assert worker.output().count(f"job {done} is not queued") >= 20
 
 
 def test_a_job_cancelled_while_queued_never_starts(worker: Proc) -> None:

@@ -35,8 +35,6 @@ from worker.training.loop import Diverged, StopRequested, evaluate, fit
 from worker.training.reporter import DRAIN, TIMEOUT, Reporter
 
 log = logging.getLogger(__name__)
-# A job that ran out of disk is tried again this much later (another worker, or space freed).
-STORAGE_RETRY_S = 30.0
 
 
 @dataclass
@@ -75,20 +73,20 @@ def run_job(job_id: str, settings: Settings) -> None:
                 "job %s attempt %d lost its lease; stopping without writing", job_id, claim.attempt
             )
         except Exception as exc:
-            _failed(claim, exc)
+            _failed(claim, exc, settings)
 
 
-def _failed(claim: Claim, exc: Exception) -> None:
+def _failed(claim: Claim, exc: Exception, settings: Settings) -> None:
     full = storage_full(exc)
     if full is None:
         log.exception("job %s failed", claim.job_id)
         _finish(claim, Outcome(JobStatus.failed, f"{type(exc).__name__}: {exc}"))
         return
     log.error("job %s attempt %d ran out of storage: %s", claim.job_id, claim.attempt, exc)
-    _out_of_storage(claim, full.message)
+    _out_of_storage(claim, full.message, settings.storage_retry_s)
 
 
-def _out_of_storage(claim: Claim, reason: str) -> None:
+def _out_of_storage(claim: Claim, reason: str, retry_s: float) -> None:
     """Not the job's fault: try again later, as the next attempt, resuming from its last
     checkpoint; once its attempts are spent, fail saying why."""
     with session_scope() as session:
@@ -102,8 +100,8 @@ def _out_of_storage(claim: Claim, reason: str) -> None:
             claim.job_id,
             claim.attempt,
             "storage_full",
-            f"storage_full: {reason}; retrying in {STORAGE_RETRY_S:.0f} s",
-            delay_s=STORAGE_RETRY_S,
+            f"storage_full: {reason}; retrying in {retry_s:.0f} s",
+            delay_s=retry_s,
         )
 
 
