@@ -9,6 +9,7 @@ holds {"__tensor__": key} where it stood.
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,30 @@ def save(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> 
     header = {"format": FORMAT, "version": str(VERSION), "meta": json.dumps(meta)}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        save_file(body, str(tmp), metadata=header)
+        _save_file(body, tmp, header)
         _fsync(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     _fsync(path.parent)
     return sha256_file(path)
+
+
+# safetensors reports an I/O failure as "... (os error 28)" in a SafetensorError.
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _save_file(body: dict[str, torch.Tensor], path: Path, header: dict[str, str]) -> None:
+    """safetensors' save_file, with its I/O failures raised as the OSError they are (so a full
+    disk is told apart from a bug: ENOSPC)."""
+    try:
+        save_file(body, str(path), metadata=header)
+    except SafetensorError as exc:
+        found = _OS_ERROR.search(str(exc))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from exc
 
 
 def load(path: Path, device: str = "cpu") -> Checkpoint:

@@ -85,7 +85,7 @@ def test_metrics_count_the_requests_of_every_process(service: tuple[str, str, Pr
             "POST", f"{url}/v1/models/shared/predict", key, json={"inputs": [[1, 0]]}
         )
         assert response.status_code == 200, response.text
-    line = 'trainserve_predict_requests_total{model="shared",status="200"} 30.0'
+    line = 'trainserve_predict_requests_total{model="default/shared",status="200"} 30.0'
     for _ in range(6):  # whichever process answers, it counts all of them
         assert line in fresh_connection("GET", f"{url}/metrics", key).text
 

@@ -11,6 +11,7 @@ import errno
 import os
 import secrets
 import shlex
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,6 +85,8 @@ def start(tmp: Path, embedded: bool, **settings: str) -> FullStack:
         max_attempts="20",
         **settings,
     )
+    if "TRAINSERVE_DATABASE_URL" in env:
+        subprocess.run([str(BIN), "db", "upgrade"], env=env, check=True, capture_output=True)
     up = f"{shlex.quote(str(BIN))} up --port {port} --workers 1"
     mount = f"mount -t tmpfs -o size={TMPFS_MB}m trainserve-test {shlex.quote(str(data_dir))}"
     user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
@@ -102,6 +105,7 @@ def full_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FullS
             yield stack
         finally:
             stack.proc.stop()
+            print(stack.proc.output()[-20000:])
         return
     with pg_database() as url:
         queue = f"trainserve-test-{secrets.token_hex(4)}"
@@ -112,6 +116,7 @@ def full_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FullS
             yield stack
         finally:
             stack.proc.stop()
+            print(stack.proc.output()[-20000:])
 
 
 def job(name: str, epochs: int) -> dict[str, Any]:
@@ -125,7 +130,7 @@ def job(name: str, epochs: int) -> dict[str, Any]:
 
 def test_a_full_disk_is_reported_and_loses_no_job(full_stack: FullStack) -> None:
     api = full_stack.api
-    running = api.submit(job("through-the-full-disk", epochs=100))
+    running = api.submit(job("through-the-full-disk", epochs=20))
     wait_until(lambda: api.job(running["id"])["progress"]["epoch"] >= 1, 120, "the job to run")
     full_stack.fill()
 
