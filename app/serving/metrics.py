@@ -3,6 +3,9 @@
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry()
+# Labels whose values name a tenant's model or project. An open /metrics
+# (TRAINSERVE_METRICS_OPEN) sums them away (app/api/metrics.py), whatever values they hold.
+TENANT_LABELS = frozenset({"model", "project"})
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -42,11 +45,18 @@ QUEUE_ROWS = Gauge(
 )
 
 
+def model_label(model: str) -> str:
+    """The `model` label of a served model's series, from the name that identifies it to its
+    caller: the one place that decides what a per-model series is called."""
+    return model
+
+
 class ModelMetrics:
     """One model's series, looked up once: `.labels()` takes a lock and a dict lookup per call,
     and predict updates five of them per request."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, name: str) -> None:
+        model = model_label(name)
         self.ok = PREDICTS.labels(model, "200")
         self.rows = ROWS.labels(model)
         self.latency = LATENCY.labels(model)
