@@ -2,6 +2,7 @@
 
 import os
 import time
+from collections.abc import Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -11,13 +12,15 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.models import Job, JobStatus
 from app.serving.cache import ModelCache
-from app.serving.metrics import REGISTRY
+from app.serving.metrics import REGISTRY, TENANT_LABELS
 
 REQUESTS = Counter(
     "trainserve_http_requests", "HTTP requests", ["method", "route", "status"], registry=REGISTRY
@@ -101,15 +104,54 @@ class HttpMetrics:
         return found
 
 
-def render(session: Session, cache: ModelCache) -> bytes:
+def render(session: Session, cache: ModelCache, open_endpoint: bool) -> bytes:
+    """The exposition text. An open endpoint (no key asked) names no tenant: per-model series
+    are summed over their models."""
     counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
     for status in JobStatus:
         JOBS.labels(status.value).set(counts.get(status.value, 0))
     CACHE_LOADS.set(cache.loads)
     CACHE_EVICTIONS.set(cache.evictions)
     CACHE_BYTES.set(cache.loaded_bytes)
+    source = _all_processes()
+    return generate_latest(WithoutTenants(source) if open_endpoint else source)
+
+
+def _all_processes() -> Collector:
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:  # `api --processes N`: every process's values
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
+        return registry
+    return REGISTRY
+
+
+class WithoutTenants:
+    """Another collector's metrics with the tenant labels (TENANT_LABELS) summed away."""
+
+    def __init__(self, source: Collector) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.source.collect():
+            yield _summed_over_tenants(family)
+
+
+def _summed_over_tenants(family: Metric) -> Metric:
+    """Counts, sums, buckets and gauges add up across models; a `_created` sample (when a
+    series began) keeps the earliest. Samples keep their order, so buckets stay in order."""
+    if not any(TENANT_LABELS & sample.labels.keys() for sample in family.samples):
+        return family
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for sample in family.samples:
+        labels = tuple((k, v) for k, v in sample.labels.items() if k not in TENANT_LABELS)
+        key = (sample.name, labels)
+        if key not in values:
+            values[key] = sample.value
+        elif sample.name.endswith("_created"):
+            values[key] = min(values[key], sample.value)
+        else:
+            values[key] += sample.value
+    summed = Metric(family.name, family.documentation, family.type, family.unit)
+    for (name, labels), value in values.items():
+        summed.add_sample(name, dict(labels), value)
+    return summed

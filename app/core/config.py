@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # uvicorn's line per request. Off by default: at predict rates it cost ~13% of a request's
     # CPU, and /metrics counts requests per route and status.
     access_log: bool = False
+    # /metrics takes a key with the metrics (or admin) scope. Open: it takes none, and its
+    # per-model series are summed over models, so it names no project's models.
+    metrics_open: bool = False
     # FastAPI's own OpenTelemetry spans and metrics, for a provider you configure (app/main.py).
     otel: bool = False
     checkpoints_kept: int = Field(3, ge=1)

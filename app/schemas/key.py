@@ -15,6 +15,7 @@ class Scope(enum.StrEnum):
     models_write = "models:write"  # aliases, deleting versions
     models_read = "models:read"
     predict = "predict"
+    metrics = "metrics"  # read /metrics: for a Prometheus scraper, nothing else
 
 
 class KeyCreate(BaseModel):

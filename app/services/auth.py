@@ -1,6 +1,7 @@
 """API keys: generated here, shown once, stored as SHA-256 hashes."""
 
 import hashlib
+import logging
 import re
 import secrets
 from dataclasses import dataclass, replace
@@ -20,6 +21,8 @@ LAST_USED_RESOLUTION = timedelta(seconds=60)
 # An admin key acts in its own project unless a request names another with this header.
 PROJECT_HEADER = "X-Trainserve-Project"
 _PROJECT = re.compile(NAME_PATTERN)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,16 +93,32 @@ def create_key(
 def ensure_key(
     session: Session, plaintext: str, name: str = "admin (TRAINSERVE_API_KEY)"
 ) -> ApiKey:
-    """Make sure an active admin key with this value exists (TRAINSERVE_API_KEY bootstrap)."""
+    """Make sure an admin key with this value exists (TRAINSERVE_API_KEY bootstrap). A key
+    that was revoked stays revoked: the setting is read on every start, and reviving it would
+    undo the revocation of a leaked key at the next restart."""
     row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext)))
     if row is None:
         row = ApiKey(
             name=name, key_hash=hash_key(plaintext), prefix=plaintext[:10], scopes=["admin"]
         )
         session.add(row)
-    row.revoked_at = None
-    session.flush()
+        session.flush()
+    elif row.revoked_at is not None:
+        log.warning(_revoked_bootstrap_warning(row, has_active_key(session)))
     return row
+
+
+def _revoked_bootstrap_warning(row: ApiKey, others_active: bool) -> str:
+    revoked = (
+        f"TRAINSERVE_API_KEY ({row.prefix}…, key id {row.id}) was revoked at "
+        f"{row.revoked_at:%Y-%m-%d %H:%M:%S} UTC and stays revoked: requests with it get 401."
+    )
+    if others_active:
+        return f"{revoked} Remove TRAINSERVE_API_KEY, or set it to a new key, and restart."
+    return (
+        f"{revoked} No active key is left, so every request gets 401: set TRAINSERVE_API_KEY "
+        "to a new key and restart, or create one with `trainserve keys create --name admin`."
+    )
 
 
 def has_active_key(session: Session) -> bool:

@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from app.serving.metrics import model_label
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -46,12 +48,8 @@ class ServedVersion:
 
     @property
     def label(self) -> str:
+        """Its model, as the metrics name it."""
         return model_label(self.project, self.model_name)
-
-
-def model_label(project: str, name: str) -> str:
-    """A model as the metrics name it: names are only unique within a project."""
-    return f"{project}/{name}"
 
 
 class TtlCache(Generic[K, V]):

@@ -3,6 +3,9 @@
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry()
+# Labels whose values name a tenant's model or project. An open /metrics
+# (TRAINSERVE_METRICS_OPEN) sums them away (app/api/metrics.py), whatever values they hold.
+TENANT_LABELS = frozenset({"model", "project"})
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -42,9 +45,16 @@ QUEUE_ROWS = Gauge(
 )
 
 
+def model_label(project: str | None, name: str) -> str:
+    """The `model` label of a served model's series: the one place that decides what a
+    per-model series is called. Names are unique only within a project, so both are in it
+    (None: requests that named no model we serve)."""
+    return name if project is None else f"{project}/{name}"
+
+
 class ModelMetrics:
     """One model's series, looked up once: `.labels()` takes a lock and a dict lookup per call,
-    and predict updates five of them per request."""
+    and predict updates five of them per request. `model` is its model_label()."""
 
     def __init__(self, model: str) -> None:
         self.ok = PREDICTS.labels(model, "200")

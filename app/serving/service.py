@@ -22,8 +22,8 @@ from app.services import auth, registry
 from app.services.auth import PROJECT_HEADER, Principal
 from app.serving.batcher import Batcher, BatchPolicy
 from app.serving.cache import ModelCache
-from app.serving.lookup import ServedVersion, TtlCache, VersionKey, model_label
-from app.serving.metrics import ModelMetrics
+from app.serving.lookup import ServedVersion, TtlCache, VersionKey
+from app.serving.metrics import ModelMetrics, model_label
 from app.serving.predictor import Prediction, decode, predict
 
 UNRESOLVED = "-"  # the metrics label of requests that named no model we serve (bounded series)
@@ -154,7 +154,7 @@ class Serving:
         return bundle
 
     def _model_metrics(self, project: str | None, name: str) -> ModelMetrics:
-        label = name if project is None else model_label(project, name)
+        label = model_label(project, name)
         found = self._metrics.get(label)
         if found is None:
             found = self._metrics[label] = ModelMetrics(label)

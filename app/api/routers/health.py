@@ -1,11 +1,15 @@
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api import metrics
-from app.api.deps import SessionDep
+from app.api.deps import SessionDep, SettingsDep
 from app.core.config import get_settings
+from app.schemas.key import Scope
 from app.services import health
+from app.services.auth import authenticate
 
 router = APIRouter(tags=["operations"])
 
@@ -25,7 +29,23 @@ def readyz(session: SessionDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics", response_class=Response)
-def prometheus(request: Request, session: SessionDep) -> Response:
-    body = metrics.render(session, request.app.state.serving.cache)
+def scraper(
+    session: SessionDep,
+    settings: SettingsDep,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> None:
+    """/metrics shows every project's model names and traffic, so it takes a key with the
+    metrics (or admin) scope, unless the operator opened it (TRAINSERVE_METRICS_OPEN)."""
+    if not settings.metrics_open:
+        authenticate(session, authorization).require(Scope.metrics)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(scraper)],
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
+def prometheus(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    body = metrics.render(session, request.app.state.serving.cache, settings.metrics_open)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

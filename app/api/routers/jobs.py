@@ -15,7 +15,7 @@ from app.schemas.job import (
     JobSpec,
     MetricPoint,
 )
-from app.services import jobs
+from app.services import job_stream, jobs
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -66,11 +66,28 @@ def get_metrics(job_id: Id, session: SessionDep, principal: JobsRead) -> list[Me
     return [MetricPoint.model_validate(m) for m in points]
 
 
-@router.get("/{job_id}/events", response_class=StreamingResponse)
-def stream_events(job_id: Id, session: SessionDep, principal: JobsRead) -> StreamingResponse:
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Server-Sent Events: status, event, metrics, then end (or timeout). "
+            "Each message but end and timeout has an id; send the last one as Last-Event-ID "
+            "to resume after it.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
+def stream_events(
+    job_id: Id,
+    session: SessionDep,
+    principal: JobsRead,
+    last_event_id: Annotated[str | None, Header(max_length=40)] = None,
+) -> StreamingResponse:
     jobs.get_job(session, job_id, principal.tenant)
+    after = job_stream.resume_from(session, job_id, last_event_id)
     return StreamingResponse(
-        job_event_stream(job_id),
+        job_event_stream(job_id, after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
