@@ -158,3 +158,27 @@ def test_no_message_is_sent_again_while_every_worker_is_busy(configured: dict[st
         with session_scope() as session:
             session.execute(delete(WorkerNode).where(WorkerNode.id == node))
             session.execute(delete(Job).where(Job.id.in_(running + waiting)))
+
+
+def test_leases_are_judged_on_the_databases_clock(
+    configured: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker host whose clock is an hour behind renewed leases that had lapsed before they
+    were written, and the reaper of a host with the right time took its live job. On
+    PostgreSQL (several hosts) the lease is the database's now() plus LEASE_S."""
+    job_id = make_job(configured, JobStatus.queued, 0)
+    with session_scope() as session:
+        claim = job_state.claim(session, job_id, "w-skewed", lease_s=30)
+    assert claim is not None
+    behind = utcnow() - timedelta(hours=1)
+    monkeypatch.setattr("app.core.db.utcnow", lambda: behind)
+    monkeypatch.setattr("app.services.job_state.utcnow", lambda: behind)
+    with session_scope() as session:
+        job_state.heartbeat(session, claim.job_id, claim.attempt, 30, {})
+    monkeypatch.undo()
+    with session_scope() as session:  # a reaper on a host with the right time
+        assert claim.job_id not in reaper.reap(session, Settings()).requeued
+    with session_scope() as session:
+        job = session.get(Job, claim.job_id)
+        assert job is not None and job.status == JobStatus.running
+        assert job.lease_expires_at is not None and job.lease_expires_at > utcnow()

@@ -4,6 +4,7 @@ PostgreSQL and on the embedded SQLite, where row ids used to be handed out again
 
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -207,3 +208,21 @@ def test_a_project_key_cannot_name_another_project(backend: TestClient) -> None:
         assert response.status_code == 403, response.text
     own = project_key(backend, mine) | {"X-Trainserve-Project": mine}
     assert backend.get("/v1/jobs", headers=own).status_code == 200
+
+
+def test_a_version_deleted_by_another_process_stops_answering_within_the_cache_time(
+    backend: TestClient,
+) -> None:
+    """Deleted through another API process (here: straight in the database, unseen by this
+    one): this process answers with it for at most PREDICT_CACHE_S, then 404."""
+    project = unique("elsewhere")
+    headers = project_key(backend, project)
+    fixed_model("gone-elsewhere", get_settings().data_dir, project=project)
+    assert predict(backend, "gone-elsewhere", headers).status_code == 200
+    with session_scope() as session:
+        row = session.scalars(version_query("gone-elsewhere", project)).one()
+        session.delete(row)
+    time.sleep(get_settings().predict_cache_s + 0.1)
+    api_error(predict(backend, "gone-elsewhere", headers), 404)
+    gone = infer(backend, "gone-elsewhere", headers)
+    assert gone.status_code == 404 and "error" in gone.json()
