@@ -85,7 +85,9 @@ class ModelConfig(Strict):
     # mlp: hidden layer sizes (the seed's 784→128→10 is hidden [128])
     hidden: list[PositiveInt] = Field(default_factory=lambda: [128])
     # cnn: conv widths, one 3x3 conv + pool per entry
-    channels: list[PositiveInt] = Field(default_factory=lambda: [32, 64], max_length=6)
+    channels: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=lambda: [32, 64], max_length=6
+    )
     # resnet: base width and residual blocks per stage (3 stages, width doubling)
     width: int = Field(16, ge=4, le=256)
     depth: int = Field(2, ge=1, le=8)

@@ -215,11 +215,14 @@ def evaluate(
     if x.shape[0] == 0:
         return {}, {}
     model.eval()
+    # No larger than a training batch: what fits a training step (checked at submission,
+    # app/ml/footprint.py) fits its forward pass, but not always EVAL_BATCH rows of it.
+    rows = min(EVAL_BATCH, opts.batch_size)
     with _autocast(x.device, opts):
         out = torch.cat(
             [
-                model(opts.transform(x[i : i + EVAL_BATCH], False)).float()
-                for i in range(0, x.shape[0], EVAL_BATCH)
+                model(opts.transform(x[i : i + rows], False)).float()
+                for i in range(0, x.shape[0], rows)
             ]
         )
     scalars = {f"{prefix}_loss": loss_fn(out, y).item()}
