@@ -84,7 +84,7 @@ class ModelConfig(Strict):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     # mlp: hidden layer sizes (the seed's 784→128→10 is hidden [128])
     hidden: list[PositiveInt] = Field(default_factory=lambda: [128])
-    # cnn: conv widths, one 3x3 conv + pool per entry
+    # cnn: conv widths (at most 4096 each), one 3x3 conv + pool per entry
     channels: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
         default_factory=lambda: [32, 64], max_length=6
     )
