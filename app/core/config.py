@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(65536, ge=1)
     max_hidden_units: int = Field(16384, ge=1)
     max_hidden_layers: int = Field(16, ge=1)
+    # What one job's model may cost, estimated at submission (app/ml/footprint.py): its
+    # parameters, and the memory of a training step (fp32 weights, gradients and optimizer
+    # state, plus one batch's activations). 1 G parameters is 16 GB with Adam's state; 32 GiB
+    # fits a large GPU or a server's RAM. Lower them to what the workers have.
+    max_model_parameters: int = Field(1_000_000_000, ge=1)
+    max_training_bytes: int = Field(32 * 1024**3, ge=1)
     max_predict_rows: int = Field(4096, ge=1)
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     model_cache_size: int = Field(16, ge=1)

@@ -2,9 +2,17 @@
 
 import enum
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PositiveInt,
+    Tag,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
@@ -27,9 +35,34 @@ class Task(enum.StrEnum):
     regression = "regression"
 
 
+def _weights_form(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "name"
+    if isinstance(value, list | tuple):
+        return "list"
+    return "map" if isinstance(value, dict) else None
+
+
+# "balanced" weighs each class by n / (k * count); or one weight per class (list in class
+# order, or {label: weight}). Told apart by the JSON type, so an error names one form's field
+# (training.class_weights.list.0) instead of listing how the value fails all three.
+ClassWeights = Annotated[
+    Annotated[Literal["balanced"], Tag("name")]
+    | Annotated[list[float], Tag("list")]
+    | Annotated[dict[str, float], Tag("map")],
+    Discriminator(
+        _weights_form,
+        custom_error_type="class_weights",
+        custom_error_message="give 'balanced', a list of weights or {label: weight}",
+    ),
+]
+
+
 class Strict(BaseModel):
     # Unknown fields are refused: a typo ("epoch") must not silently train with defaults.
-    model_config = ConfigDict(extra="forbid")
+    # NaN and ±Infinity are refused in every float (Python's json reads the literals): no JSON
+    # column can store them (PostgreSQL refuses the row, SQLite writes null).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DatasetRef(Strict):
@@ -51,8 +84,10 @@ class ModelConfig(Strict):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     # mlp: hidden layer sizes (the seed's 784→128→10 is hidden [128])
     hidden: list[PositiveInt] = Field(default_factory=lambda: [128])
-    # cnn: conv widths, one 3x3 conv + pool per entry
-    channels: list[PositiveInt] = Field(default_factory=lambda: [32, 64], max_length=6)
+    # cnn: conv widths (at most 4096 each), one 3x3 conv + pool per entry
+    channels: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=lambda: [32, 64], max_length=6
+    )
     # resnet: base width and residual blocks per stage (3 stages, width doubling)
     width: int = Field(16, ge=4, le=256)
     depth: int = Field(2, ge=1, le=8)
@@ -115,9 +150,7 @@ class TrainingConfig(Strict):
     seed: int = Field(0, ge=0, le=2**32 - 1)
     grad_clip: float | None = Field(None, gt=0.0)  # max gradient norm
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
-    # "balanced" weighs each class by n / (k * count); or one weight per class (list in class
-    # order, or {label: weight})
-    class_weights: Literal["balanced"] | list[float] | dict[str, float] | None = None
+    class_weights: ClassWeights | None = None
     resample: Literal["none", "balanced"] = "none"  # balanced: draw classes equally often
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     early_stopping: EarlyStoppingConfig | None = None

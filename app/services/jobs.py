@@ -42,6 +42,7 @@ def validate_spec(
     info = dataset_info(session, spec.dataset, tenant)
     name = spec.dataset.builtin or spec.dataset.id or ""
     spec_checks.check_fit(spec, info.kind, info.task, info.classes, name)
+    spec_checks.check_footprint(spec, info, settings)
     spec_checks.check_device(session, training.device)
 
 

@@ -1,17 +1,22 @@
 """Checks of a job spec against its dataset and the running workers: everything the schema
 alone cannot see, refused at submission (422 naming the field) so no worker ever gets it."""
 
+import math
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.core.config import Settings
 from app.core.errors import Unprocessable
+from app.ml.footprint import Footprint, estimate
+from app.ml.zoo import arch_options
 from app.models.base import utcnow
 from app.models.worker import WorkerNode
 from app.schemas.dataset import DataKind
 from app.schemas.job import IMAGE_ARCHS, Arch, JobSpec, Task
+from app.services.datasets import DatasetInfo
 
 ARCH_KINDS = {
     Arch.mlp: {DataKind.tabular, DataKind.image},
@@ -29,6 +34,14 @@ CLASSIFICATION_METRICS = {
 }
 REGRESSION_METRICS = {"val_loss", "val_mse", "val_mae", "val_r2", "train_loss"}
 WORKER_FRESH = timedelta(seconds=60)
+# The field to make smaller when the weights are too many, and when one row's activations are
+SIZE_FIELDS = {
+    Arch.mlp: "model.hidden",
+    Arch.cnn: "model.channels",
+    Arch.resnet: "model.width",
+    Arch.text: "model.embed_dim",
+}
+ROW_FIELDS = SIZE_FIELDS | {Arch.text: "model.max_len"}
 
 
 def invalid(field: str, message: str) -> Unprocessable:
@@ -117,3 +130,71 @@ def check_device(session: Session, device: str) -> None:
     )
     if gpu is None:
         raise invalid("training.device", "no running worker has a CUDA GPU; use 'auto' or 'cpu'")
+
+
+def check_footprint(spec: JobSpec, info: DatasetInfo, settings: Settings) -> None:
+    """The model's parameters, and the memory one training step needs (weights, gradients,
+    optimizer state and a batch's activations, estimated from the spec and the dataset's
+    shape), against TRAINSERVE_MAX_MODEL_PARAMETERS and TRAINSERVE_MAX_TRAINING_BYTES."""
+    footprint = _footprint(spec, info)
+    params, max_params = footprint.parameters, settings.max_model_parameters
+    if params > max_params:
+        message = (
+            f"the model has {params:,} parameters, more than the {max_params:,} allowed "
+            "(TRAINSERVE_MAX_MODEL_PARAMETERS)"
+        )
+        field = _size_field(spec, footprint)
+        raise _too_big(field, message, "max_model_parameters", params, max_params)
+    training = spec.training
+    states = 2 if training.optimizer.name != "sgd" else int(training.optimizer.momentum > 0)
+    state, limit = footprint.state_bytes(states), settings.max_training_bytes
+    total = footprint.training_bytes(training.batch_size, states)
+    if total <= limit:
+        return
+    per_row = footprint.activation_bytes_per_row
+    step = f"a training step needs about {_size(total)}"
+    allowed = f"more than the {_size(limit)} allowed (TRAINSERVE_MAX_TRAINING_BYTES)"
+    if state >= limit:
+        field = _size_field(spec, footprint)
+        message = f"{step}, {allowed}; its weights, gradients and optimizer state alone take "
+        message += _size(state)
+    elif (fit := (limit - state) // per_row) == 0:
+        field = ROW_FIELDS[Arch(spec.model.arch)]
+        message = f"{step}, {allowed}; one row's activations ({_size(per_row)}) do not fit"
+    else:
+        field = "training.batch_size"
+        message = f"{step} ({_size(per_row)} of activations per row), {allowed}; "
+        message += f"at most {fit:,} rows per batch fit"
+    raise _too_big(field, message, "max_training_bytes", total, limit)
+
+
+def _footprint(spec: JobSpec, info: DatasetInfo) -> Footprint:
+    model = spec.model
+    options = arch_options(model.model_dump())
+    shape = info.input_shape
+    if model.arch == Arch.text:
+        shape, options["num_embeddings"] = [model.max_len], model.vocab_size  # the most it fits
+    elif model.arch == Arch.mlp:
+        shape = [math.prod(shape)]  # images as pixels
+    classification = (model.task or info.task) == Task.classification
+    return estimate(model.arch, shape, (info.n_classes or 1) if classification else 1, options)
+
+
+def _size_field(spec: JobSpec, footprint: Footprint) -> str:
+    model = spec.model
+    if model.arch == Arch.text and 2 * model.vocab_size * model.embed_dim > footprint.parameters:
+        return "model.vocab_size"  # the embedding table is most of the model
+    return SIZE_FIELDS[Arch(model.arch)]
+
+
+def _too_big(field: str, message: str, setting: str, estimate: int, limit: int) -> Unprocessable:
+    detail = {"loc": field.split("."), "msg": message, "setting": setting}
+    return Unprocessable(
+        f"{field}: {message}", details=[detail | {"estimate": estimate, "limit": limit}]
+    )
+
+
+def _size(n: int) -> str:
+    units = ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB")
+    power = min(int(math.log(max(n, 1), 1024)), len(units) - 1)
+    return f"{n / 1024**power:.1f} {units[power]}" if power else f"{n} bytes"

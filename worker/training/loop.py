@@ -6,6 +6,11 @@ contiguous slices, so a step costs no DataLoader, collate or host copy. Inputs a
 compact as they came (images as uint8, text as token ids) and `transform` turns each batch
 into model input. The loss is summed on the device and read once per epoch (`.item()`
 forces a GPU sync).
+
+Before each evaluation, BatchNorm's running statistics are recomputed with the weights as they
+are ("precise BN", Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm"): the running averages
+gathered during the epoch mix batches seen under older weights, and when an epoch is a few
+steps (small data) they lag so far behind that evaluation and predict answer nonsense.
 """
 
 import math
@@ -28,6 +33,9 @@ EpochHook = Callable[["EpochResult"], None]
 # (batch, training?) → model input; augments only when training.
 Transform = Callable[[torch.Tensor, bool], torch.Tensor]
 EVAL_BATCH = 4096
+# Precise BN reads at most this many training rows (forward passes only, no gradients): on a
+# large dataset well under a tenth of an epoch's work, on a small one every row.
+PRECISE_BN_ROWS = 4096
 
 
 class StopRequested(Exception):
@@ -113,6 +121,60 @@ def train_one_epoch(
     return (total / x.shape[0]).item(), steps
 
 
+def _autocast(device: torch.device, opts: LoopOptions) -> torch.autocast:
+    return torch.autocast(
+        device.type,
+        dtype=opts.autocast_dtype or torch.bfloat16,
+        enabled=opts.autocast_dtype is not None,
+    )
+
+
+def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None
+    ]
+
+
+@torch.no_grad()
+def recompute_batchnorm(
+    model: nn.Module, x: torch.Tensor, opts: LoopOptions, max_rows: int = PRECISE_BN_ROWS
+) -> int:
+    """Set every BatchNorm's running mean and variance to their average over training rows
+    (up to max_rows, in batches of the training batch size, without augmentation) under the
+    current weights. Returns the rows read; 0 when the model has no BatchNorm."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: run eagerly here
+    norms = _batch_norms(model)
+    if not norms or x.shape[0] == 0:
+        return 0
+    chunk = min(opts.batch_size, EVAL_BATCH, x.shape[0])
+    # Every row, batched as training batches them; or whole batches only, when capped.
+    rows = x.shape[0] if x.shape[0] <= max_rows else max(chunk, max_rows // chunk * chunk)
+    # A fixed mix of the classes in every batch (uploads are stored class by class), drawn from
+    # its own generator so the training order and the global RNG are untouched.
+    order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:rows]
+    order = order.to(x.device)
+    was_training = model.training
+    saved = [(m.momentum, int(m.num_batches_tracked or 0)) for m in norms]
+    model.eval()  # dropout stays off: it would draw from the global RNG
+    for m in norms:
+        m.train()
+    with _autocast(x.device, opts):
+        for start in range(0, rows, chunk):
+            batch = order[start : start + chunk]
+            for m in norms:
+                # momentum = this batch's share of the rows so far: a row-weighted plain mean
+                m.momentum = batch.shape[0] / (start + batch.shape[0])
+            model(opts.transform(x[batch], False))
+    for m, (momentum, tracked) in zip(norms, saved, strict=True):
+        m.momentum = momentum
+        if m.num_batches_tracked is not None:  # it counts training steps, not these batches
+            m.num_batches_tracked.fill_(tracked)
+    model.train(was_training)
+    return rows
+
+
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -123,11 +185,7 @@ def train_step(
 ) -> torch.Tensor:
     """One optimizer step; returns the batch's mean loss, still on the device."""
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(
-        xb.device.type,
-        dtype=opts.autocast_dtype or torch.bfloat16,
-        enabled=opts.autocast_dtype is not None,
-    ):
+    with _autocast(xb.device, opts):
         loss = loss_fn(model(xb).float(), yb)
     if opts.scaler is not None:
         opts.scaler.scale(loss).backward()
@@ -157,15 +215,14 @@ def evaluate(
     if x.shape[0] == 0:
         return {}, {}
     model.eval()
-    with torch.autocast(
-        x.device.type,
-        dtype=opts.autocast_dtype or torch.bfloat16,
-        enabled=opts.autocast_dtype is not None,
-    ):
+    # No larger than a training batch: what fits a training step (checked at submission,
+    # app/ml/footprint.py) fits its forward pass, but not always EVAL_BATCH rows of it.
+    rows = min(EVAL_BATCH, opts.batch_size)
+    with _autocast(x.device, opts):
         out = torch.cat(
             [
-                model(opts.transform(x[i : i + EVAL_BATCH], False)).float()
-                for i in range(0, x.shape[0], EVAL_BATCH)
+                model(opts.transform(x[i : i + rows], False)).float()
+                for i in range(0, x.shape[0], rows)
             ]
         )
     scalars = {f"{prefix}_loss": loss_fn(out, y).item()}
@@ -204,6 +261,8 @@ def fit(
         if not math.isfinite(train_loss):
             raise Diverged(f"training loss became {train_loss} in epoch {epoch} (step {step})")
         elapsed = time.perf_counter() - began
+        # Also without validation rows: the checkpoint, the test split and predict use these.
+        recompute_batchnorm(model, data.x_train, opts)
         val, report = evaluate(model, loss_fn, data.x_val, data.y_val, opts)
         metrics = {"train_loss": train_loss, **val}
         is_best = opts.early_stopping.update(epoch, metrics) if opts.early_stopping else True
