@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-from datetime import timedelta
 
 from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,7 +24,6 @@ from app.services import reaper
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 15.0
-STALE_AFTER = timedelta(seconds=60)  # the API ignores workers not seen for this long
 
 
 def probe_cuda_devices() -> int:

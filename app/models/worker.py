@@ -5,11 +5,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, utcnow
 
+# A worker whose row was not refreshed for this long (on the database's clock) is gone; its
+# heartbeat refreshes it every 15 s.
+WORKER_FRESH_S = 60.0
+
 
 class WorkerNode(Base):
     """A running worker and what it can train on; refreshed by its heartbeat.
 
-    The API reads it to refuse, at submission, a job that asks for a device no worker has.
+    The API reads it to refuse, at submission, a job that asks for a device no worker has;
+    the reaper reads how many jobs the live workers have room for.
     """
 
     __tablename__ = "workers"

@@ -26,10 +26,8 @@ from app.core.db import db_now, execute_update
 from app.core.queue import TRAIN_TASK, enqueue_after_commit
 from app.models import Job, JobStatus, LeaderLock, WorkerNode
 from app.models.base import UTCDateTime, utcnow
+from app.models.worker import WORKER_FRESH_S
 from app.services.job_state import add_event
-
-# A worker whose node row is older than this is gone (its row is refreshed every 15 s).
-WORKER_FRESH = timedelta(seconds=60)
 
 LOCK = "reaper"
 
@@ -108,7 +106,7 @@ def _plausibly_lost(session: Session, settings: Settings, clock: _Clock) -> list
 def idle_capacity(session: Session, clock: _Clock | None = None) -> int:
     """Jobs the live workers could take now: their concurrency less the jobs running."""
     clock = clock or _Clock(session, None)
-    fresh = WorkerNode.last_seen >= clock(-WORKER_FRESH.total_seconds())
+    fresh = WorkerNode.last_seen >= clock(-WORKER_FRESH_S)
     slots = session.scalar(select(func.coalesce(func.sum(WorkerNode.concurrency), 0)).where(fresh))
     running = session.scalar(select(func.count()).where(Job.status == JobStatus.running))
     return int(slots or 0) - int(running or 0)

@@ -2,18 +2,17 @@
 alone cannot see, refused at submission (422 naming the field) so no worker ever gets it."""
 
 import math
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
+from app.core.db import db_now
 from app.core.errors import Unprocessable
 from app.ml.footprint import Footprint, estimate
 from app.ml.zoo import arch_options
-from app.models.base import utcnow
-from app.models.worker import WorkerNode
+from app.models.worker import WORKER_FRESH_S, WorkerNode
 from app.schemas.dataset import DataKind
 from app.schemas.job import IMAGE_ARCHS, Arch, JobSpec, Task
 from app.services.datasets import DatasetInfo
@@ -33,7 +32,6 @@ CLASSIFICATION_METRICS = {
     "train_loss",
 }
 REGRESSION_METRICS = {"val_loss", "val_mse", "val_mae", "val_r2", "train_loss"}
-WORKER_FRESH = timedelta(seconds=60)
 # The field to make smaller when the weights are too many, and when one row's activations are
 SIZE_FIELDS = {
     Arch.mlp: "model.hidden",
@@ -122,10 +120,12 @@ def check_device(session: Session, device: str) -> None:
     """A job that asks for CUDA is refused unless a live worker has a CUDA GPU."""
     if device != "cuda":
         return
-    fresh = utcnow() - WORKER_FRESH
     gpu = session.scalar(
         select(WorkerNode.id)
-        .where(WorkerNode.cuda_devices > 0, WorkerNode.last_seen >= fresh)
+        .where(
+            WorkerNode.cuda_devices > 0,
+            WorkerNode.last_seen >= db_now(session, -WORKER_FRESH_S),
+        )
         .limit(1)
     )
     if gpu is None:

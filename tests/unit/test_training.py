@@ -166,6 +166,26 @@ def test_nan_loss_is_reported_as_diverged() -> None:
         train(model, opt, gen, 3)
 
 
+def test_a_non_finite_validation_metric_is_divergence_too() -> None:
+    """Training stays finite, validation overflows (inputs far outside what was trained on):
+    the job fails as diverged instead of writing inf into its JSON columns."""
+    model, opt, gen = fresh()
+    x, y = blobs()
+    x_val = torch.full((8, 4), 3e38)  # float32's edge: the first layer overflows to inf
+    opts = LoopOptions(task=Task.classification, epochs=2, batch_size=16, classes=["a", "b"])
+    with pytest.raises(Diverged, match=r"val_loss.*non-finite in epoch 1"):
+        fit(
+            model,
+            opt,
+            nn.CrossEntropyLoss(),
+            Splits(x, y, x_val, y[:8]),
+            opts,
+            gen,
+            on_step=lambda rows: False,
+            on_epoch_end=lambda r: None,
+        )
+
+
 def test_regression_reports_r2() -> None:
     x = torch.randn(64, 3)
     y = x @ torch.tensor([[1.0], [2.0], [-1.0]])

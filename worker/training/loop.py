@@ -233,6 +233,14 @@ def evaluate(
     return scalars | regression_metrics(out, y, opts.target_std, prefix), {}
 
 
+def _check_finite(metrics: dict[str, float], epoch: int, step: int) -> None:
+    """A NaN or infinite metric (a validation pass that overflowed while training did not) is
+    divergence too; it must never reach the job's JSON columns, which refuse it."""
+    bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
+    if bad:
+        raise Diverged(f"{', '.join(bad)} became non-finite in epoch {epoch} (step {step})")
+
+
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -265,6 +273,7 @@ def fit(
         recompute_batchnorm(model, data.x_train, opts)
         val, report = evaluate(model, loss_fn, data.x_val, data.y_val, opts)
         metrics = {"train_loss": train_loss, **val}
+        _check_finite(metrics, epoch, step)
         is_best = opts.early_stopping.update(epoch, metrics) if opts.early_stopping else True
         if opts.schedule is not None:
             opts.schedule.end_epoch(epoch, metrics.get("val_loss"))
