@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.core.errors import Unprocessable
+from app.core.errors import PayloadTooLarge, Unprocessable
 from app.ml.bundle import ModelBundle
-from app.ml.images import ImageDecodeError, decode_base64_image
+from app.ml.images import ImageDecodeError, PixelBudget, TooManyPixels, decode_base64_image
 
 MAX_TEXT_CHARS = 100_000
 
@@ -64,14 +64,15 @@ def _bad_row(index: int, message: str) -> Unprocessable:
     )
 
 
-def decode(bundle: ModelBundle, inputs: list[Any]) -> torch.Tensor:
+def decode(bundle: ModelBundle, inputs: list[Any], max_pixels: int | None = None) -> torch.Tensor:
     """Request items → checked rows in stored form: raw features, uint8 pixels or token ids.
-    Per request; what is per batch (scaling, normalizing) waits for `predict`."""
+    Per request; what is per batch (scaling, normalizing) waits for `predict`. max_pixels
+    bounds the pixels of the request's PNG/JPEG images, summed (413 past it)."""
     pre = bundle.preprocessor
     if pre.kind == "text":
         return pre.encode_texts(_texts(inputs))
     if pre.kind == "image":
-        return _images(inputs, pre.input_shape)
+        return _images(inputs, pre.input_shape, PixelBudget(max_pixels) if max_pixels else None)
     if pre.feature_names and any(isinstance(row, dict) for row in inputs):
         inputs = [
             _record(row, i, pre.feature_names) if isinstance(row, dict) else row
@@ -112,14 +113,20 @@ def _texts(inputs: list[Any]) -> list[str]:
     return inputs
 
 
-def _images(inputs: list[Any], shape: list[int]) -> torch.Tensor:
+def _images(inputs: list[Any], shape: list[int], budget: PixelBudget | None) -> torch.Tensor:
     """Each item: a base64 PNG/JPEG, or a flattened image of C*H*W values in 0..255."""
     size = shape[0] * shape[1] * shape[2]
     pixels = []
     for i, item in enumerate(inputs):
         if isinstance(item, str):
             try:
-                pixels.append(torch.from_numpy(decode_base64_image(item, shape)))
+                pixels.append(torch.from_numpy(decode_base64_image(item, shape, budget=budget)))
+            except TooManyPixels as exc:
+                raise PayloadTooLarge(
+                    f"inputs[{i}]: {exc} (TRAINSERVE_MAX_PREDICT_PIXELS)",
+                    details={"setting": "max_predict_pixels", "limit": exc.limit},
+                    code="too_many_pixels",
+                ) from exc
             except ImageDecodeError as exc:
                 raise _bad_row(i, str(exc)) from exc
             continue

@@ -133,11 +133,12 @@ class Serving:
             self._arriving -= 1
 
     async def _decode(self, bundle: ModelBundle, inputs: list[Any]) -> torch.Tensor:
+        max_pixels = self.settings.max_predict_pixels
         if bundle.preprocessor.kind == "tabular":
             # Numbers are checked and stacked in tens of microseconds: a thread hop would cost
             # more. Images and text decode on a thread, off the event loop.
-            return decode(bundle, inputs)
-        return await run_in_threadpool(decode, bundle, inputs)
+            return decode(bundle, inputs, max_pixels)
+        return await run_in_threadpool(decode, bundle, inputs, max_pixels)
 
     async def load(self, version: ServedVersion) -> ModelBundle:
         bundle = self.cache.peek(version.id)
