@@ -12,6 +12,10 @@ from app.ml.bundle import ModelBundle
 from app.ml.images import ImageDecodeError, PixelBudget, TooManyPixels, decode_base64_image
 
 MAX_TEXT_CHARS = 100_000
+# Tabular requests of up to this many values decode on the event loop (Serving._decode).
+INLINE_VALUES = 16 * 1024
+# A row is one list or object in v1, a few nested lists in a V2 tensor (check_json_containers).
+JSON_CONTAINERS_PER_ROW = 32
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,29 @@ def rows_to_tensor(inputs: list[Any], width: int, index: int = 0) -> torch.Tenso
 
 _NUMBERS = frozenset({int, float})
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_json_containers(raw: bytes, max_rows: int) -> None:
+    """413 for a body of more JSON arrays and objects than max_rows rows need, before it is
+    parsed: each becomes a Python list or dict (~200 bytes), and parsing millions of them (an
+    8 MiB body of "[0]," holds 1.9 M) holds the GIL for seconds, whichever thread parses."""
+    limit = JSON_CONTAINERS_PER_ROW * max_rows + 64
+    # Each takes 2 bytes at least ("[]"): a body this small cannot hold too many, and the
+    # usual request is not even counted. Then two passes in C, then (rarely) strings skipped.
+    if len(raw) <= 2 * limit or raw.count(b"[") + raw.count(b"{") <= limit:
+        return
+    # Brackets inside strings are text: drop escaped backslashes and quotes, then every
+    # other piece between quotes is a string.
+    pieces = raw.replace(b"\\\\", b"").replace(b'\\"', b"").split(b'"')
+    outside = b"".join(pieces[::2])
+    found = outside.count(b"[") + outside.count(b"{")
+    if found > limit:
+        raise PayloadTooLarge(
+            f"the body holds {found} JSON arrays and objects, more than {max_rows} rows need "
+            f"(at most {limit}; TRAINSERVE_MAX_PREDICT_ROWS): send each row as one flat list",
+            details={"setting": "max_predict_rows", "limit": limit},
+            code="too_many_json_containers",
+        )
 
 
 def _check_rows(inputs: list[Any], width: int, index: int) -> None:

@@ -24,7 +24,7 @@ from app.serving.batcher import Batcher, BatchPolicy
 from app.serving.cache import ModelCache
 from app.serving.lookup import ServedVersion, TtlCache
 from app.serving.metrics import ModelMetrics
-from app.serving.predictor import Prediction, decode, predict
+from app.serving.predictor import INLINE_VALUES, Prediction, decode, predict
 
 UNRESOLVED = "-"  # the metrics label of requests that named no model we serve (bounded series)
 
@@ -133,10 +133,10 @@ class Serving:
             self._arriving -= 1
 
     async def _decode(self, bundle: ModelBundle, inputs: list[Any]) -> torch.Tensor:
-        max_pixels = self.settings.max_predict_pixels
-        if bundle.preprocessor.kind == "tabular":
-            # Numbers are checked and stacked in tens of microseconds: a thread hop would cost
-            # more. Images and text decode on a thread, off the event loop.
+        pre, max_pixels = bundle.preprocessor, self.settings.max_predict_pixels
+        if pre.kind == "tabular" and len(inputs) * pre.input_shape[0] <= INLINE_VALUES:
+            # A few rows of numbers are checked and stacked in tens of microseconds: a thread
+            # hop would cost more. More rows, images and text decode on a thread, off the loop.
             return decode(bundle, inputs, max_pixels)
         return await run_in_threadpool(decode, bundle, inputs, max_pixels)
 
