@@ -43,9 +43,16 @@ def worker_command(concurrency: int = 1) -> list[str]:
     ]
 
 
+# Every file and folder the service makes (datasets, checkpoints, the SQLite database, the
+# embedded broker's messages, admin.key) is its user's alone: set once here, before any of
+# them is made, and inherited by the workers and API processes it starts.
+PRIVATE_UMASK = 0o077
+
+
 @click.group()
 def main() -> None:
     """trainserve: train PyTorch models and serve them behind one API."""
+    os.umask(PRIVATE_UMASK)
 
 
 @main.command()

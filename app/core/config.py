@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     max_model_parameters: int = Field(1_000_000_000, ge=1)
     max_training_bytes: int = Field(32 * 1024**3, ge=1)
     max_predict_rows: int = Field(4096, ge=1)
+    # Pixels of the PNG/JPEG images in one predict request, summed, read from each image's
+    # header before it is decoded: a few KB of PNG can decode to 81 M pixels.
+    max_predict_pixels: int = Field(16 * 1024 * 1024, ge=1)
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     model_cache_size: int = Field(16, ge=1)
     model_cache_bytes: int = Field(2 * 1024**3, ge=1)  # loaded versions' tensors, per API process

@@ -34,7 +34,7 @@ class Checkpoint:
 
 def save(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
     """Write atomically (temp file, fsync, rename, fsync dir); return the file's sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folders(path.parent)
     body = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     header = {"format": FORMAT, "version": str(VERSION), "meta": json.dumps(meta)}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -134,3 +134,13 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _make_folders(folder: Path) -> None:
+    """mkdir -p, each new folder fsynced into the one above it: a file renamed into a folder
+    that a crash then loses is lost too."""
+    if folder.is_dir():
+        return
+    _make_folders(folder.parent)
+    folder.mkdir(exist_ok=True)
+    _fsync(folder.parent)

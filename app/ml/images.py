@@ -20,13 +20,41 @@ class ImageDecodeError(ValueError):
     """The bytes are not a usable PNG or JPEG image."""
 
 
+class TooManyPixels(ImageDecodeError):
+    """The images of one request have more pixels in all than its PixelBudget."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class PixelBudget:
+    """Pixels that the images of one request may still decode to, taken from each image's
+    header before it is decoded: what a few KB of PNG costs to decode is only known there."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def take(self, img: Image.Image) -> None:
+        if img.width * img.height > self.left:
+            raise TooManyPixels(
+                f"the image is {img.width}x{img.height}: with the request's other images, "
+                f"over {self.limit} pixels per request",
+                self.limit,
+            )
+        self.left -= img.width * img.height
+
+
 def check_shape(shape: list[int]) -> tuple[int, int, int]:
     if len(shape) != 3 or shape[0] not in (1, 3) or min(shape) < 1:
         raise ValueError(f"an image shape is [C, H, W] with C 1 or 3, got {shape}")
     return shape[0], shape[1], shape[2]
 
 
-def decode_image(data: bytes, shape: list[int], max_bytes: int = MAX_BYTES) -> np.ndarray:
+def decode_image(
+    data: bytes, shape: list[int], max_bytes: int = MAX_BYTES, budget: PixelBudget | None = None
+) -> np.ndarray:
     """PNG/JPEG bytes → uint8 (C, H, W): grayscale for C 1 else RGB, resized bilinearly."""
     c, h, w = check_shape(shape)
     if not data:
@@ -38,6 +66,8 @@ def decode_image(data: bytes, shape: list[int], max_bytes: int = MAX_BYTES) -> n
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as file:
             check_pixels(file)
+            if budget is not None:
+                budget.take(file)
             file.load()
             upright = ImageOps.exif_transpose(file)  # phones store the rotation in EXIF
             img = upright.convert("L" if c == 1 else "RGB").resize(
@@ -54,7 +84,8 @@ def decode_image(data: bytes, shape: list[int], max_bytes: int = MAX_BYTES) -> n
     except Exception as exc:
         raise ImageDecodeError(f"the image cannot be decoded: {exc}") from exc
     pixels = np.asarray(img, dtype=np.uint8).reshape(h, w, c)  # (H, W, C)
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1))  # (C, H, W)
+    # A copy: for C 1 the transpose is a view of a read-only buffer, which torch warns about.
+    return np.array(pixels.transpose(2, 0, 1), order="C")  # (C, H, W)
 
 
 def check_pixels(img: Image.Image) -> None:
@@ -66,7 +97,9 @@ def check_pixels(img: Image.Image) -> None:
         )
 
 
-def decode_base64_image(text: str, shape: list[int], max_bytes: int = MAX_BYTES) -> np.ndarray:
+def decode_base64_image(
+    text: str, shape: list[int], max_bytes: int = MAX_BYTES, budget: PixelBudget | None = None
+) -> np.ndarray:
     """Base64 (optionally a data:image/...;base64, URL) → decode_image."""
     body = "".join(DATA_URL.sub("", text.strip(), count=1).split())
     # 4 base64 characters carry 3 bytes: refuse an oversized image before decoding it.
@@ -76,7 +109,7 @@ def decode_base64_image(text: str, shape: list[int], max_bytes: int = MAX_BYTES)
         data = base64.b64decode(body, validate=True)
     except binascii.Error as exc:
         raise ImageDecodeError(f"the image is not valid base64: {exc}") from exc
-    return decode_image(data, shape, max_bytes)
+    return decode_image(data, shape, max_bytes, budget)
 
 
 @dataclass(frozen=True)

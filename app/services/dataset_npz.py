@@ -2,7 +2,8 @@
 
 import math
 import zipfile
-from typing import Any, BinaryIO
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -21,10 +22,27 @@ from app.services.dataset_parsers import (
 )
 
 NPZ_ARRAYS = ("X", "y")
+NPZ_MEMBERS = {f"{name}.npy": name for name in NPZ_ARRAYS}  # exactly what np.savez writes
 _NPY_HEADERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
 }
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class _Header:
+    """A member's .npy header: what its array will take, known before any of it is read."""
+
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    fortran_order: bool
+    dtype: np.dtype[Any]
+    offset: int  # where the data starts in the member
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
 
 
 def parse_npz(source: BinaryIO, options: UploadOptions, settings: Settings) -> Parsed:
@@ -45,52 +63,99 @@ def parse_npz(source: BinaryIO, options: UploadOptions, settings: Settings) -> P
 
 
 def read_npz(source: BinaryIO, settings: Settings) -> dict[str, np.ndarray]:
-    """X and y from an np.savez archive; never unpickles (allow_pickle=False, object arrays
-    refused from their header before anything is read)."""
+    """X and y from an np.savez archive, read here member by member rather than by np.load:
+    the archive holds exactly X.npy and y.npy, each array is bounded by its header (alone
+    and together) before any of it is read, and must be exactly as long as its header says.
+    Nothing is unpickled: an object array is refused from its header."""
     if not zipfile.is_zipfile(source):
         raise invalid("not an npz: save the arrays with np.savez(file, X=X, y=y)")
     source.seek(0)
     try:
         with zipfile.ZipFile(source) as archive:
-            _check_npz_members(archive, settings)
-        source.seek(0)
-        with np.load(source, allow_pickle=False) as npz:
-            return {name: npz[name] for name in NPZ_ARRAYS}
-    # BadZipFile, a bad .npy header and a refused object array all mean "not a usable npz".
+            members = _npz_members(archive)
+            headers = {
+                name: _read_header(archive, members[name], name, settings) for name in NPZ_ARRAYS
+            }
+            total = sum(header.nbytes for header in headers.values())
+            check_decoded_bytes(total, "arrays 'X' and 'y' together", settings)
+            return {name: _read_array(archive, headers[name], name) for name in NPZ_ARRAYS}
+    # BadZipFile (a CRC or size that does not match, too) and a bad .npy header mean the same.
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise invalid(f"not a usable npz: {exc}") from exc
 
 
-def _check_npz_members(archive: zipfile.ZipFile, settings: Settings) -> None:
-    members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+def _npz_members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """The X.npy and y.npy entries. Any other entry (a name np.load would also read, such as
+    'X', a folder, a second 'X.npy') and any encrypted one is refused."""
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in archive.infolist():
+        name = NPZ_MEMBERS.get(info.filename)
+        shown = repr(info.filename[:100])
+        if name is None:
+            raise invalid(
+                f"npz: unexpected member {shown}; an npz holds exactly X.npy and y.npy "
+                "(np.savez(file, X=X, y=y))",
+                details={"member": info.filename[:100]},
+            )
+        if name in members:
+            raise invalid(f"npz: member {shown} appears twice", details={"member": info.filename})
+        if info.flag_bits & 0x1:
+            raise invalid(f"npz: member {shown} is encrypted", details={"member": info.filename})
+        members[name] = info
     absent = [name for name in NPZ_ARRAYS if name not in members]
     if absent:
         raise invalid(
             f"npz: arrays 'X' and 'y' are required; it has {sorted(members) or 'none'}",
             details={"missing": absent},
         )
-    for name in NPZ_ARRAYS:
-        _check_npy_header(archive, members[name], name, settings)
+    return members
 
 
-def _check_npy_header(
+def _read_header(
     archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, settings: Settings
-) -> None:
+) -> _Header:
     with archive.open(info) as member:
         version = np.lib.format.read_magic(member)
         reader = _NPY_HEADERS.get(version)
         if reader is None:
             raise invalid(f"npz: array '{name}' uses .npy format {version}; save with np.savez")
-        shape, _fortran_order, dtype = reader(member)
+        shape, fortran_order, dtype = reader(member)
+        header = _Header(info, shape, fortran_order, dtype, member.tell())
     if dtype.hasobject:
         raise invalid(
             f"npz: array '{name}' holds Python objects ({dtype}); only numeric and string "
             "arrays are accepted (nothing in it was loaded)"
         )
-    nbytes = math.prod(shape) * dtype.itemsize
-    check_decoded_bytes(nbytes, f"array '{name}'", settings)
-    if nbytes > info.file_size:
-        raise invalid(f"npz: array '{name}' is truncated")
+    if dtype.fields is not None or dtype.subdtype is not None:
+        raise invalid(f"npz: array '{name}' is a structured array ({dtype}); save plain arrays")
+    check_decoded_bytes(header.nbytes, f"array '{name}'", settings)
+    size = info.file_size - header.offset  # as the zip's directory says; checked on reading
+    if size != header.nbytes:
+        what = "is truncated" if size < header.nbytes else "holds more data than its header says"
+        raise invalid(
+            f"npz: array '{name}' {what}: {size} bytes for shape {shape} of {dtype}, "
+            f"which take {header.nbytes}"
+        )
+    return header
+
+
+def _read_array(archive: zipfile.ZipFile, header: _Header, name: str) -> np.ndarray:
+    """Exactly header.nbytes of data, into an array allocated from the checked header."""
+    array = np.empty(math.prod(header.shape), dtype=header.dtype)
+    buffer = array.view(np.uint8)  # the same memory, byte by byte
+    with archive.open(header.info) as member:
+        member.seek(header.offset)
+        at = 0
+        while at < len(buffer):
+            chunk = member.read(min(CHUNK_BYTES, len(buffer) - at))
+            if not chunk:
+                raise invalid(f"npz: array '{name}' is truncated")
+            buffer[at : at + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+            at += len(chunk)
+        if member.read(1):
+            raise invalid(f"npz: array '{name}' holds more data than its header says")
+    order: Literal["C", "F"] = "F" if header.fortran_order else "C"
+    return array.reshape(header.shape, order=order)
 
 
 def _npz_target(

@@ -144,7 +144,9 @@ def receive(upload: BinaryIO, path: Path, limit: int) -> dict[str, Any]:
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Atomically: a reader sees the whole file or none (temp file, fsync, rename)."""
+    """Atomically and durably: a reader sees the whole file or none, and once this returns a
+    crash loses neither (temp file, fsync, rename, fsync the folder and the one above it,
+    which holds the folder's own entry when create_dataset has just made it)."""
     temp = path.with_name(path.name + ".tmp")
     named: dict[str, Any] = dict(arrays)
     with open(temp, "xb") as fp:
@@ -153,6 +155,12 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
         fp.flush()
         os.fsync(fp.fileno())
     os.replace(temp, path)
+    for folder in (path.parent, path.parent.parent):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def remove_folder(folder: Path) -> None:

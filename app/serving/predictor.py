@@ -7,11 +7,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.core.errors import Unprocessable
+from app.core.errors import PayloadTooLarge, Unprocessable
 from app.ml.bundle import ModelBundle
-from app.ml.images import ImageDecodeError, decode_base64_image
+from app.ml.images import ImageDecodeError, PixelBudget, TooManyPixels, decode_base64_image
 
 MAX_TEXT_CHARS = 100_000
+# Tabular requests of up to this many values decode on the event loop (Serving._decode).
+INLINE_VALUES = 16 * 1024
+# A row is one list or object in v1, a few nested lists in a V2 tensor (check_json_containers).
+JSON_CONTAINERS_PER_ROW = 32
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,29 @@ _NUMBERS = frozenset({int, float})
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def check_json_containers(raw: bytes, max_rows: int) -> None:
+    """413 for a body of more JSON arrays and objects than max_rows rows need, before it is
+    parsed: each becomes a Python list or dict (~200 bytes), and parsing millions of them (an
+    8 MiB body of "[0]," holds 1.9 M) holds the GIL for seconds, whichever thread parses."""
+    limit = JSON_CONTAINERS_PER_ROW * max_rows + 64
+    # Each takes 2 bytes at least ("[]"): a body this small cannot hold too many, and the
+    # usual request is not even counted. Then two passes in C, then (rarely) strings skipped.
+    if len(raw) <= 2 * limit or raw.count(b"[") + raw.count(b"{") <= limit:
+        return
+    # Brackets inside strings are text: drop escaped backslashes and quotes, then every
+    # other piece between quotes is a string.
+    pieces = raw.replace(b"\\\\", b"").replace(b'\\"', b"").split(b'"')
+    outside = b"".join(pieces[::2])
+    found = outside.count(b"[") + outside.count(b"{")
+    if found > limit:
+        raise PayloadTooLarge(
+            f"the body holds {found} JSON arrays and objects, more than {max_rows} rows need "
+            f"(at most {limit}; TRAINSERVE_MAX_PREDICT_ROWS): send each row as one flat list",
+            details={"setting": "max_predict_rows", "limit": limit},
+            code="too_many_json_containers",
+        )
+
+
 def _check_rows(inputs: list[Any], width: int, index: int) -> None:
     for i, row in enumerate(inputs, start=index):
         if not isinstance(row, list):
@@ -64,14 +91,15 @@ def _bad_row(index: int, message: str) -> Unprocessable:
     )
 
 
-def decode(bundle: ModelBundle, inputs: list[Any]) -> torch.Tensor:
+def decode(bundle: ModelBundle, inputs: list[Any], max_pixels: int | None = None) -> torch.Tensor:
     """Request items → checked rows in stored form: raw features, uint8 pixels or token ids.
-    Per request; what is per batch (scaling, normalizing) waits for `predict`."""
+    Per request; what is per batch (scaling, normalizing) waits for `predict`. max_pixels
+    bounds the pixels of the request's PNG/JPEG images, summed (413 past it)."""
     pre = bundle.preprocessor
     if pre.kind == "text":
         return pre.encode_texts(_texts(inputs))
     if pre.kind == "image":
-        return _images(inputs, pre.input_shape)
+        return _images(inputs, pre.input_shape, PixelBudget(max_pixels) if max_pixels else None)
     if pre.feature_names and any(isinstance(row, dict) for row in inputs):
         inputs = [
             _record(row, i, pre.feature_names) if isinstance(row, dict) else row
@@ -112,14 +140,20 @@ def _texts(inputs: list[Any]) -> list[str]:
     return inputs
 
 
-def _images(inputs: list[Any], shape: list[int]) -> torch.Tensor:
+def _images(inputs: list[Any], shape: list[int], budget: PixelBudget | None) -> torch.Tensor:
     """Each item: a base64 PNG/JPEG, or a flattened image of C*H*W values in 0..255."""
     size = shape[0] * shape[1] * shape[2]
     pixels = []
     for i, item in enumerate(inputs):
         if isinstance(item, str):
             try:
-                pixels.append(torch.from_numpy(decode_base64_image(item, shape)))
+                pixels.append(torch.from_numpy(decode_base64_image(item, shape, budget=budget)))
+            except TooManyPixels as exc:
+                raise PayloadTooLarge(
+                    f"inputs[{i}]: {exc} (TRAINSERVE_MAX_PREDICT_PIXELS)",
+                    details={"setting": "max_predict_pixels", "limit": exc.limit},
+                    code="too_many_pixels",
+                ) from exc
             except ImageDecodeError as exc:
                 raise _bad_row(i, str(exc)) from exc
             continue

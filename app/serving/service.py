@@ -24,7 +24,7 @@ from app.serving.batcher import Batcher, BatchPolicy
 from app.serving.cache import ModelCache
 from app.serving.lookup import ServedVersion, TtlCache, VersionKey
 from app.serving.metrics import ModelMetrics, model_label
-from app.serving.predictor import Prediction, decode, predict
+from app.serving.predictor import INLINE_VALUES, Prediction, decode, predict
 
 UNRESOLVED = "-"  # the metrics label of requests that named no model we serve (bounded series)
 
@@ -140,11 +140,12 @@ class Serving:
             self._arriving -= 1
 
     async def _decode(self, bundle: ModelBundle, inputs: list[Any]) -> torch.Tensor:
-        if bundle.preprocessor.kind == "tabular":
-            # Numbers are checked and stacked in tens of microseconds: a thread hop would cost
-            # more. Images and text decode on a thread, off the event loop.
-            return decode(bundle, inputs)
-        return await run_in_threadpool(decode, bundle, inputs)
+        pre, max_pixels = bundle.preprocessor, self.settings.max_predict_pixels
+        if pre.kind == "tabular" and len(inputs) * pre.input_shape[0] <= INLINE_VALUES:
+            # A few rows of numbers are checked and stacked in tens of microseconds: a thread
+            # hop would cost more. More rows, images and text decode on a thread, off the loop.
+            return decode(bundle, inputs, max_pixels)
+        return await run_in_threadpool(decode, bundle, inputs, max_pixels)
 
     async def load(self, version: ServedVersion) -> ModelBundle:
         bundle = self.cache.peek(version.key)

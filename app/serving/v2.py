@@ -6,46 +6,80 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from app.core.errors import Unprocessable
+from app.core.errors import PayloadTooLarge, Unprocessable
 from app.models import ModelVersion
 from app.schemas.v2 import InferRequest, InferTensor, ModelMetadata, OutputTensor, TensorMetadata
-from app.serving.predictor import Prediction
+from app.serving.predictor import Prediction, check_json_containers
 
-NUMERIC = {
-    "FP16",
-    "FP32",
-    "FP64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-}
+Rows = list[Any]  # numbers: one list of values per row; BYTES: one string per row
+INT64_MAX = 2**63 - 1  # the protocol's shapes are int64
 
 
-def tensor_rows(tensor: InferTensor) -> list[Any]:
-    """A V2 input tensor (shape [N, ...], row-major data) → N predict rows."""
-    data = _flatten(tensor.data)
-    if not tensor.shape or any(d < 0 for d in tensor.shape):
+def read_request(
+    body: bytes, header_length: str | None, max_rows: int
+) -> tuple[InferRequest, Rows]:
+    """The body (JSON, or JSON followed by binary tensor data) → the request and its one
+    input's rows. The shape is checked against the limits before anything is built from it:
+    a 90-byte body can claim 10^12 rows."""
+    split = _header_length(header_length, len(body))
+    check_json_containers(body[:split], max_rows)
+    request = _parse_json(body[:split])
+    if len(request.inputs) != 1:
+        raise Unprocessable(f"these models take one input tensor, got {len(request.inputs)}")
+    tensor = request.inputs[0]
+    rows, width = _check_shape(tensor, max_rows)
+    size = _binary_size(tensor, len(body) - split)
+    if size is None:
+        return request, _json_rows(tensor, rows, width)
+    return request, _binary_rows(tensor, memoryview(body)[split : split + size], rows, width)
+
+
+def _parse_json(header: bytes) -> InferRequest:
+    try:
+        return InferRequest.model_validate_json(header)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise Unprocessable(f"{where}: {first['msg']}") from exc
+
+
+def _check_shape(tensor: InferTensor, max_rows: int) -> tuple[int, int]:
+    """(rows, values per row), from the shape alone."""
+    if not tensor.shape or not all(0 <= d <= INT64_MAX for d in tensor.shape):
         raise Unprocessable(
-            f"input '{tensor.name}': shape must be [rows, ...] with no negative sizes"
+            f"input '{tensor.name}': shape must be [rows, ...] of sizes from 0 to 2^63 - 1"
         )
-    if math.prod(tensor.shape) != len(data):
-        raise Unprocessable(
-            f"input '{tensor.name}': shape {tensor.shape} holds {math.prod(tensor.shape)} "
-            f"values, data has {len(data)}"
+    rows, width = tensor.shape[0], math.prod(tensor.shape[1:])
+    if rows > max_rows:
+        raise PayloadTooLarge(
+            f"input '{tensor.name}': shape {tensor.shape} has {rows} rows; at most {max_rows} "
+            "rows per request (TRAINSERVE_MAX_PREDICT_ROWS)",
+            code="too_many_rows",
         )
-    if tensor.datatype == "BYTES":
-        if len(tensor.shape) != 1 and math.prod(tensor.shape[1:]) != 1:
-            raise Unprocessable(f"input '{tensor.name}': BYTES inputs are one string per row")
-        return [str(item) for item in data]
-    if tensor.datatype not in NUMERIC:
+    if rows == 0:
+        raise Unprocessable(f"input '{tensor.name}': shape {tensor.shape} has no rows")
+    if tensor.datatype == "BYTES" and width != 1:
+        raise Unprocessable(f"input '{tensor.name}': BYTES inputs are one string per row")
+    if tensor.datatype != "BYTES" and tensor.datatype not in DTYPES:
         raise Unprocessable(f"input '{tensor.name}': datatype {tensor.datatype} is not supported")
-    width = math.prod(tensor.shape[1:])
-    return [data[i * width : (i + 1) * width] for i in range(tensor.shape[0])]
+    return rows, width
+
+
+def _json_rows(tensor: InferTensor, rows: int, width: int) -> Rows:
+    data = _flatten(tensor.data)  # as long as the body allows, no longer
+    _check_count(tensor, rows * width, len(data), "data has")
+    if tensor.datatype == "BYTES":
+        return [str(item) for item in data]
+    if rows == 1:  # the usual request: no copy
+        return [data]
+    return [data[i * width : (i + 1) * width] for i in range(rows)]
+
+
+def _check_count(tensor: InferTensor, expected: int, found: int, what: str) -> None:
+    if expected != found:
+        raise Unprocessable(
+            f"input '{tensor.name}': shape {tensor.shape} holds {expected} values, {what} {found}"
+        )
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -124,46 +158,54 @@ DTYPES = {
 }
 
 
-def parse_request(body: bytes, header_length: str | None) -> InferRequest:
-    """JSON, or JSON followed by binary tensor data."""
-    split = _header_length(header_length, len(body))
-    try:
-        request = InferRequest.model_validate_json(body[:split])
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise Unprocessable(f"{where}: {first['msg']}") from exc
-    binary = memoryview(body)[split:]
-    for tensor in request.inputs:
-        size = (tensor.parameters or {}).get("binary_data_size")
-        if size is not None:
-            tensor.data = _decode_binary(tensor, binary[: int(size)])
-            binary = binary[int(size) :]
-    return request
+def _binary_size(tensor: InferTensor, left: int) -> int | None:
+    """parameters.binary_data_size: the tensor's byte count in the binary part, if it has one."""
+    size = (tensor.parameters or {}).get("binary_data_size")
+    if size is None:
+        return None
+    if type(size) is not int or not 0 <= size <= left:  # bool is an int: refused too
+        raise Unprocessable(
+            f"input '{tensor.name}': parameters.binary_data_size must be a whole number of "
+            f"bytes, within the {left} bytes after the JSON header"
+        )
+    return size
 
 
 def _header_length(value: str | None, total: int) -> int:
     if value is None:
         return total
-    if not value.isdigit() or int(value) > total:
+    # isdigit alone also takes digits int() cannot read, such as '\xb2' (a superscript 2)
+    if not (value.isascii() and value.isdigit() and len(value) <= 19) or int(value) > total:
         raise Unprocessable("Inference-Header-Content-Length must be a byte count within the body")
     return int(value)
 
 
-def _decode_binary(tensor: InferTensor, raw: memoryview) -> list[Any]:
+def _binary_rows(tensor: InferTensor, raw: memoryview, rows: int, width: int) -> Rows:
     if tensor.datatype == "BYTES":
-        items, at = [], 0
-        while at + 4 <= len(raw):
-            n = int.from_bytes(raw[at : at + 4], "little")
-            items.append(bytes(raw[at + 4 : at + 4 + n]).decode("utf-8", errors="replace"))
-            at += 4 + n
-        return items
-    dtype = DTYPES.get(tensor.datatype)
-    if dtype is None:
-        raise Unprocessable(f"input '{tensor.name}': datatype {tensor.datatype} is not supported")
-    if len(raw) % np.dtype(dtype).itemsize:
+        return _binary_strings(tensor, raw, rows)
+    dtype = np.dtype(DTYPES[tensor.datatype])
+    if len(raw) % dtype.itemsize:
         raise Unprocessable(
             f"input '{tensor.name}': binary data is not a whole number of {tensor.datatype}"
         )
-    values: list[Any] = np.frombuffer(raw, dtype=dtype).astype(np.float64).tolist()
+    _check_count(tensor, rows * width, len(raw) // dtype.itemsize, "binary data has")
+    values: Rows = np.frombuffer(raw, dtype=dtype).reshape(rows, width).astype(np.float64).tolist()
     return values
+
+
+def _binary_strings(tensor: InferTensor, raw: memoryview, rows: int) -> Rows:
+    """Each string: a 4-byte little-endian length, then its bytes."""
+    items: Rows = []
+    at = 0
+    while at < len(raw) and len(items) < rows:
+        n = int.from_bytes(raw[at : at + 4], "little")
+        if at + 4 + n > len(raw):
+            break
+        items.append(bytes(raw[at + 4 : at + 4 + n]).decode("utf-8", errors="replace"))
+        at += 4 + n
+    if at != len(raw) or len(items) != rows:
+        raise Unprocessable(
+            f"input '{tensor.name}': shape {tensor.shape} holds {rows} strings; the binary data "
+            "is not that many length-prefixed strings"
+        )
+    return items

@@ -8,22 +8,28 @@ shapes the rest of the API gives them (app/api/errors.py).
 """
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from app.core.errors import AppError
 from app.schemas.job import NAME_PATTERN
 from app.schemas.model import REF_PATTERN, PredictRequest, PredictResponse
+from app.serving.predictor import check_json_containers
 from app.serving.service import Serving
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 JSON_TYPES = ("/json", "+json")
 PATH_PATTERNS = {"name": re.compile(NAME_PATTERN), "ref": re.compile(REF_PATTERN)}
+# Bodies up to this size are parsed on the event loop, past it in a thread (parse_body).
+INLINE_BYTES = 64 * 1024
+T = TypeVar("T")
 
 
 class UnsupportedMediaType(AppError):
@@ -97,9 +103,16 @@ def model_path(params: dict[str, Any]) -> tuple[str, str | None]:
     return params["name"], params.get("ref")
 
 
+async def parse_body(raw: bytes, parse: Callable[[bytes], T]) -> T:
+    """parse(raw), inline for a small body: the hot path, where a thread hop would cost more
+    than the parse. A large one is parsed in a thread, so that while a body of megabytes is
+    parsed and checked, the event loop goes on answering other requests."""
+    if len(raw) <= INLINE_BYTES:
+        return parse(raw)
+    return await run_in_threadpool(parse, raw)
+
+
 async def _inputs(request: Request) -> list[Any]:
-    """The body's `inputs`. orjson parses it; a body that is not exactly {"inputs": [...]}
-    is validated again by PredictRequest, for the errors every other route gives."""
     media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if not media_type.lower().endswith(JSON_TYPES):
         raise UnsupportedMediaType(f"send the body as application/json, not '{media_type[:100]}'")
@@ -108,6 +121,14 @@ async def _inputs(request: Request) -> list[Any]:
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
         )
+    max_rows = request.app.state.serving.settings.max_predict_rows
+    return await parse_body(raw, lambda raw: _parse_inputs(raw, max_rows))
+
+
+def _parse_inputs(raw: bytes, max_rows: int) -> list[Any]:
+    """The body's `inputs`. orjson parses it; a body that is not exactly {"inputs": [...]}
+    is validated again by PredictRequest, for the errors every other route gives."""
+    check_json_containers(raw, max_rows)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:

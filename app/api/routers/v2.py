@@ -15,8 +15,7 @@ from app.api.deps import (
     VersionRef,
     get_principal,
 )
-from app.api.routers.predict import json_body_openapi, model_path, path_openapi
-from app.core.errors import Unprocessable
+from app.api.routers.predict import json_body_openapi, model_path, parse_body, path_openapi
 from app.schemas.v2 import InferRequest, InferResponse, ModelMetadata
 from app.services import health, registry
 from app.services.auth import Principal
@@ -75,12 +74,12 @@ async def infer(request: Request) -> Response:
     serving: Serving = request.app.state.serving
     principal = await serving.principal(request.headers, "predict")
     name, ref = model_path(request.path_params)
-    body = v2.parse_request(
-        await request.body(), request.headers.get("inference-header-content-length")
+    header_length = request.headers.get("inference-header-content-length")
+    max_rows = serving.settings.max_predict_rows
+    body, rows = await parse_body(
+        await request.body(), lambda raw: v2.read_request(raw, header_length, max_rows)
     )
-    if len(body.inputs) != 1:
-        raise Unprocessable(f"these models take one input tensor, got {len(body.inputs)}")
-    answer = await serving.handle(principal.project, name, ref, v2.tensor_rows(body.inputs[0]))
+    answer = await serving.handle(principal.project, name, ref, rows)
     wanted = {o.name for o in body.outputs} if body.outputs else None
     response = InferResponse(
         model_name=name,
