@@ -176,9 +176,9 @@ def test_a_resumed_cnn_run_has_the_weights_and_statistics_of_an_uninterrupted_on
     train(first, on_epoch_end=lambda r: ckpts.save(r.epoch, r.step, state(first)))
     torch.manual_seed(999)  # the next attempt starts in a fresh process
     resumed = setup.assemble(spec, raw, CPU)
-    epoch, _ = CheckpointDir(tmp_path, attempt=2, keep=2).restore(state(resumed))
-    assert epoch == 2
-    train(resumed, start_epoch=epoch)
+    resume = CheckpointDir(tmp_path, attempt=2, keep=2).restore(state(resumed))
+    assert resume is not None and resume.epoch == 2
+    train(resumed, start_epoch=resume.epoch)
     expected = reference.model.state_dict()
     assert any("running_var" in key for key in expected)
     for key, value in resumed.model.state_dict().items():
