@@ -268,3 +268,20 @@ def fixed_model(
             checkpoint_sha256=sha,
         )
         return row.version
+
+
+def worker_running(engine: Any, procs: list[Proc], job_id: str) -> Proc | None:
+    """The one of `procs` whose pool child trains this job now (its process group leads it)."""
+    from sqlalchemy import select
+
+    from app.models import Job
+
+    with engine.connect() as conn:
+        owner = conn.scalar(select(Job.worker_id).where(Job.id == job_id, Job.status == "running"))
+    if not owner:
+        return None
+    try:
+        group = os.getpgid(int(owner.rsplit(":", 1)[1]))
+    except ProcessLookupError:
+        return None
+    return next((p for p in procs if p.popen.pid == group), None)

@@ -144,9 +144,10 @@ def record_epoch(
     step: int,
     metrics: dict[str, float],
     report: dict[str, Any] | None = None,
+    progress: dict[str, Any] | None = None,
 ) -> None:
-    """One epoch's metrics, fenced: a reaped attempt writes none."""
-    _update_running(session, job_id, attempt)
+    """One epoch's metrics (and the progress they mark), fenced: a reaped attempt writes none."""
+    _update_running(session, job_id, attempt, **({"progress": progress} if progress else {}))
     job = session.get(Job, job_id, populate_existing=True)
     assert job is not None
     now = utcnow()

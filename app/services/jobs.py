@@ -157,21 +157,8 @@ def job_metrics(session: Session, job_id: str, tenant: str | None = None) -> lis
     return list(session.scalars(query))
 
 
-def job_events(session: Session, job_id: str, after_id: int = 0) -> list[JobEvent]:
-    query = (
-        select(JobEvent)
-        .where(JobEvent.job_id == job_id, JobEvent.id > after_id)
-        .order_by(JobEvent.id)
-    )
-    return list(session.scalars(query))
-
-
-def metrics_since(session: Session, job_id: str, after_id: int) -> list[JobMetric]:
-    query = (
-        select(JobMetric)
-        .where(JobMetric.job_id == job_id, JobMetric.id > after_id)
-        .order_by(JobMetric.id)
-    )
+def job_events(session: Session, job_id: str) -> list[JobEvent]:
+    query = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
     return list(session.scalars(query))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_api_processes import fresh_connection, settings_for
+from tests.e2e.test_api_processes import settings_for
 from tests.support import BIN, Proc, base_env, fixed_model, free_port, wait_http_ok, wait_until
 
 PROCESSES = 2
@@ -47,9 +47,12 @@ def test_open_metrics_count_every_process_and_name_no_tenant(
     with settings_for(data_dir):
         for name, project in zip(names, ("tenant-one", "tenant-two"), strict=True):
             fixed_model(name, data_dir, project=project)
+    projects = ("tenant-one", "tenant-two")
     for i in range(REQUESTS):
         predict = f"{url}/v1/models/{names[i % 2]}/predict"
-        response = fresh_connection("POST", predict, key, json={"inputs": [[1, 0]]})
+        headers = {"Authorization": f"Bearer {key}", "X-Trainserve-Project": projects[i % 2]}
+        # a new connection each time, so the kernel hands requests to different processes
+        response = httpx.post(predict, headers=headers, json={"inputs": [[1, 0]]})
         assert response.status_code == 200, response.text
     for _ in range(4):  # whichever process answers, without a key
         response = httpx.get(f"{url}/metrics")

@@ -36,6 +36,7 @@ from tests.support import (
     version_query,
     wait_http_ok,
     wait_until,
+    worker_running,
 )
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -93,18 +94,7 @@ class ChaosStack:
 
     def worker_running(self, job_id: str) -> Proc | None:
         """The worker process whose pool child is training this job right now."""
-        with self.engine.connect() as conn:
-            owner = conn.scalar(
-                select(Job.worker_id).where(Job.id == job_id, Job.status == "running")
-            )
-        if not owner:
-            return None
-        child = int(owner.rsplit(":", 1)[1])
-        try:
-            group = os.getpgid(child)
-        except ProcessLookupError:
-            return None
-        return next((w for w in self.workers if w.popen.pid == group), None)
+        return worker_running(self.engine, self.workers, job_id)
 
     def wait_terminal(self, job_id: str, timeout: float = 180) -> dict[str, Any]:
         return dict(

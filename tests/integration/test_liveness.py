@@ -19,7 +19,7 @@ import redis
 from sqlalchemy import create_engine, delete, func, select
 from sqlalchemy.engine import Engine
 
-from app.models import Job, JobEvent, JobMetric, WorkerNode
+from app.models import JobEvent, JobMetric, WorkerNode
 from tests.support import (
     BIN,
     REDIS_URL,
@@ -30,6 +30,7 @@ from tests.support import (
     pg_database,
     wait_http_ok,
     wait_until,
+    worker_running,
 )
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -55,17 +56,7 @@ class Stack:
 
     def running_on(self, job_id: str) -> Proc | None:
         """The worker whose pool child trains this job now."""
-        with self.engine.connect() as conn:
-            owner = conn.scalar(
-                select(Job.worker_id).where(Job.id == job_id, Job.status == "running")
-            )
-        if not owner:
-            return None
-        try:
-            group = os.getpgid(int(owner.rsplit(":", 1)[1]))
-        except ProcessLookupError:
-            return None
-        return next((p for p in self.procs if p.popen.pid == group), None)
+        return worker_running(self.engine, self.procs, job_id)
 
     def wait_terminal(self, job_id: str, timeout: float = 240) -> dict[str, Any]:
         return dict(

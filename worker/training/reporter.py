@@ -111,6 +111,7 @@ class Reporter:
             step,
             metrics,
             {"epoch": epoch, "validation": report},
+            self.progress(),
         )
 
     def event(self, kind: str, message: str) -> None:
