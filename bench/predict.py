@@ -673,6 +673,7 @@ def main() -> None:
     print()
     print_table(results)
     print_targets(results)
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")  # a shared machine's noise
 
 
 if __name__ == "__main__":

@@ -129,9 +129,11 @@ class Batcher:
         while self._queue:
             await self._fill()
             batch = self._take()
-            if batch:
-                await self._execute(batch)
-            if self._queue and self.inline:
+            if not batch:
+                continue
+            inline = self.inline
+            await self._execute(batch, inline)
+            if inline and self._queue:
                 # Batches back to back on the loop: let the answered requests write their
                 # responses, and new ones queue, before the next.
                 await asyncio.sleep(0)
@@ -164,11 +166,11 @@ class Batcher:
                 rows += item.rows
         return batch
 
-    async def _execute(self, batch: list[_Pending]) -> None:
+    async def _execute(self, batch: list[_Pending], inline: bool) -> None:
         x = torch.cat([item.x for item in batch]) if len(batch) > 1 else batch[0].x
         self.on_batch(int(x.shape[0]))
         try:
-            if self.inline:
+            if inline:
                 result, took_s = self._timed(x)
             else:
                 result, took_s = await asyncio.get_running_loop().run_in_executor(
@@ -180,6 +182,10 @@ class Batcher:
                     item.future.set_exception(exc)
             return
         self._costs.append(took_s)
+        if len(batch) == 1:  # its own rows: nothing to split
+            if not batch[0].future.done():
+                batch[0].future.set_result(result)
+            return
         start = 0
         for item in batch:
             end = start + item.rows
