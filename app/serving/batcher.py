@@ -13,7 +13,10 @@ thread costs more than it saves. Each hand-over wakes a thread and passes the GI
 and while the loop is busy with requests the forward thread waits up to the interpreter's
 switch interval (5 ms) for the GIL at each step, and the loop as long again to see the
 result; a one-row MLP's pass takes tens of microseconds (bench/README.md, predict tail).
-Every batch's duration is measured where it ran; the first runs on the thread.
+Every batch's duration is measured where it ran, per row; the first runs on the thread.
+A batch is expected to take its rows times the recent cost of a row: a pass costs less per
+row the more rows it has, so a batch bigger than those measured is expected dearer than it
+will be, and goes to the thread (the safe side), never the other way round.
 """
 
 import asyncio
@@ -58,12 +61,12 @@ class BatchPolicy:
     max_delay_s: float
     max_queue_rows: int
     timeout_s: float
-    # A forward pass measured to take at most this long runs on the event loop (see above).
+    # A forward pass expected to take at most this long runs on the event loop (see above).
     inline_max_s: float = 0.002
 
 
-# The estimate of a pass is the median of the last few measured: a few batches decide, and a
-# pass that was slow because the process lost its core for a moment does not.
+# A row's cost is the median of the last few passes': a few batches decide, and a pass that
+# was slow because the process lost its core for a moment does not.
 COST_SAMPLES = 9
 
 
@@ -89,7 +92,7 @@ class Batcher:
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._costs: deque[float] = deque(maxlen=COST_SAMPLES)  # recent passes, seconds
+        self._row_costs: deque[float] = deque(maxlen=COST_SAMPLES)  # recent passes, s/row
 
     @property
     def queued_rows(self) -> int:
@@ -120,10 +123,11 @@ class Batcher:
             message = f"no result within {self.policy.timeout_s:.0f} s; retry shortly"
             future.set_exception(Overloaded(message))
 
-    @property
-    def inline(self) -> bool:
-        """Whether the next batch runs on the event loop: its passes are measured as cheap."""
-        return bool(self._costs) and statistics.median(self._costs) <= self.policy.inline_max_s
+    def inline(self, rows: int) -> bool:
+        """Whether a batch of `rows` rows runs on the event loop: expected to be cheap."""
+        if not self._row_costs:
+            return False
+        return statistics.median(self._row_costs) * rows <= self.policy.inline_max_s
 
     async def _run(self) -> None:
         while self._queue:
@@ -131,7 +135,7 @@ class Batcher:
             batch = self._take()
             if not batch:
                 continue
-            inline = self.inline
+            inline = self.inline(sum(item.rows for item in batch))
             await self._execute(batch, inline)
             if inline and self._queue:
                 # Batches back to back on the loop: let the answered requests write their
@@ -181,7 +185,7 @@ class Batcher:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
-        self._costs.append(took_s)
+        self._row_costs.append(took_s / int(x.shape[0]))
         if len(batch) == 1:  # its own rows: nothing to split
             if not batch[0].future.done():
                 batch[0].future.set_result(result)

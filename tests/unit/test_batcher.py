@@ -278,3 +278,24 @@ def test_back_to_back_batches_on_the_loop_let_answers_out_between_them() -> None
 
     asyncio.run(main())
     assert events.index("answered 0") < events.index("forward 4")
+
+
+def test_a_batch_far_bigger_than_those_measured_goes_to_the_forward_thread() -> None:
+    """Cheap one-row passes do not vouch for a 64-row one: it is expected at 64 times a
+    row's cost, and runs off the loop."""
+    threads: list[tuple[int, int]] = []
+
+    def forward(x: torch.Tensor) -> Prediction:
+        threads.append((int(x.shape[0]), threading.get_ident()))
+        time.sleep(0.0005 * x.shape[0])  # a cost that grows with the rows
+        return Prediction(x[:, 0].tolist(), None)
+
+    async def main() -> int:
+        batcher = Batcher(forward, policy(max_rows=64, inline_max_s=0.01), EXECUTOR)
+        for i in range(3):
+            await batcher.submit(rows(i, 1))
+        await batcher.submit(rows(0, 64))
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert [t == loop_thread for _, t in threads] == [False, True, True, False]
