@@ -1,4 +1,4 @@
-"""Predict throughput and latency: trainserve next to TorchServe and LitServe, same MLP.
+"""Predict throughput and latency: trainserve next to a bare endpoint, TorchServe, LitServe.
 
 Closed-loop HTTP load (asyncio, HTTP/1.1 keep-alive: h11, or httpx with --client httpx) with
 JSON requests, in three scenarios: one-row requests at concurrency 1 and 32, and 64-row
@@ -8,12 +8,16 @@ generator runs on the other. Rows of the table it prints (bench/README.md says m
   raw forward   the model's forward pass in this process, under inference_mode: the limit
   noop          bench/predict_assets/noop_server.py: no model, a fixed answer; the load
                 generator's own floor (its latency, its most requests/s)
-  trainserve    `trainserve up --workers 0` with the model registered (no training)
+  bare          bench/predict_assets/bare_server.py: FastAPI + uvicorn, one async route, one
+                forward pass per request; the baseline of the "÷ bare" columns
+  trainserve    `trainserve up --workers 0` with the model registered (no training), once
+                per --batch-rows value (TRAINSERVE_BATCH_MAX_ROWS)
   torchserve    TorchServe 0.12, bench/predict_assets/torchserve_handler.py, batchSize 32
   litserve      LitServe, bench/predict_assets/litserve_server.py, max_batch_size 32
 
 Run from the repository root: .venv/bin/python bench/predict.py [--seconds 15] [--warmup 3]
-TorchServe and LitServe run from their own venv (--peers-venv; bench/README.md installs it).
+TorchServe and LitServe run from their own venv (--peers-venv; bench/README.md installs it);
+without it they are skipped, with a note.
 """
 
 import argparse
@@ -31,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +62,13 @@ ASSETS = Path(__file__).resolve().parent / "predict_assets"
 FEATURES, HIDDEN, CLASSES, SEED = 784, 128, 10, 0
 MODEL_NAME = "bench-mlp"
 PEERS = ("torchserve", "litserve")
-SERVERS = ("noop", "trainserve", *PEERS)
+SERVERS = ("noop", "bare", "trainserve", *PEERS)
+BARE = "bare endpoint"  # its rows' server name: the baseline of the "÷ bare" columns
 
 
 @dataclass(frozen=True)
 class Scenario:
+    key: str  # what --scenarios names it by
     name: str
     rows: int  # rows per request
     concurrency: int  # requests in flight: each worker sends its next when one answers
@@ -73,9 +80,9 @@ class Scenario:
 
 
 SCENARIOS = (
-    Scenario("1 row, c=1", 1, 1),
-    Scenario("1 row, c=32", 1, 32),
-    Scenario("64 rows, c=1", 64, 1),
+    Scenario("c1", "1 row, c=1", 1, 1),
+    Scenario("c32", "1 row, c=32", 1, 32),
+    Scenario("rows64", "64 rows, c=1", 64, 1),
 )
 
 
@@ -109,10 +116,16 @@ class Result:
     def client_cpu_pct(self) -> float | None:
         return None if self.client_cpu_s is None else self.client_cpu_s / self.wall_s * 100
 
-    def percentile_ms(self, q: int) -> float:
+    def percentile_ms(self, q: float) -> float:
+        """q in percent, to a tenth: 50, 99, 99.9."""
         if len(self.latencies) < 2:
             return self.latencies[0] * 1000 if self.latencies else float("nan")
-        return statistics.quantiles(self.latencies, n=100, method="inclusive")[q - 1] * 1000
+        return self._permille[round(q * 10) - 1] * 1000
+
+    @cached_property
+    def _permille(self) -> list[float]:
+        """The 999 cut points between 1000 equal groups of the latencies (sorted once)."""
+        return statistics.quantiles(self.latencies, n=1000, method="inclusive")
 
 
 # --- the model, its requests, and the raw forward ----------------------------------------------
@@ -239,18 +252,25 @@ class Setup:
     batch_delay_ms: float  # the peers' wait for a batch to fill
 
 
-def start_trainserve(setup: Setup) -> Target:
-    data_dir = setup.work / "trainserve" / "data"
+def start_trainserve(setup: Setup, batch_rows: int) -> Target:
+    """One trainserve per batch size: its own data dir, TRAINSERVE_BATCH_MAX_ROWS set."""
+    data_dir = setup.work / f"trainserve-{batch_rows}" / "data"
     register_model(data_dir, setup.model)
     key = "ts_" + secrets.token_urlsafe(32)
     port = free_port()
     # `python -m app.cli up` is `trainserve up` for the code tree this script sits in.
     args = [sys.executable, "-m", "app.cli", "up", "--data-dir", str(data_dir)]
     args += ["--port", str(port), "--workers", "0"]
-    env = server_env(setup.threads, TRAINSERVE_API_KEY=key, PYTHONPATH=str(ROOT))
+    env = server_env(
+        setup.threads,
+        TRAINSERVE_API_KEY=key,
+        TRAINSERVE_BATCH_MAX_ROWS=str(batch_rows),
+        PYTHONPATH=str(ROOT),
+    )
     proc = Proc(args, env, data_dir.parent, setup.core)
     url = f"http://127.0.0.1:{port}/v1/models/{MODEL_NAME}/predict"
-    return Target("trainserve", proc, url, {"Authorization": f"Bearer {key}"})
+    name = f"trainserve rows={batch_rows}"
+    return Target(name, proc, url, {"Authorization": f"Bearer {key}"})
 
 
 def register_model(data_dir: Path, model: nn.Module) -> None:
@@ -346,6 +366,16 @@ def start_litserve(setup: Setup) -> Target:
     return Target("litserve", proc, f"http://127.0.0.1:{port}/predict")
 
 
+def start_bare(setup: Setup) -> Target:
+    folder = setup.work / "bare"
+    folder.mkdir()
+    port = free_port()
+    args = [sys.executable, str(ASSETS / "bare_server.py")]
+    args += ["--weights", str(setup.weights), "--port", str(port)]
+    proc = Proc(args, server_env(setup.threads), folder, setup.core)
+    return Target(BARE, proc, f"http://127.0.0.1:{port}/predict")
+
+
 def start_noop(setup: Setup) -> Target:
     folder = setup.work / "noop"
     folder.mkdir()
@@ -360,10 +390,26 @@ def start_noop(setup: Setup) -> Target:
 
 LAUNCHERS: dict[str, Callable[[Setup], Target]] = {
     "noop": start_noop,
-    "trainserve": start_trainserve,
+    "bare": start_bare,
     "torchserve": start_torchserve,
     "litserve": start_litserve,
 }
+
+
+def launchers(
+    servers: list[str], batch_rows: list[int]
+) -> list[tuple[str, Callable[[Setup], Target]]]:
+    """(label, launcher) per server to run, in order: trainserve once per batch size."""
+    out: list[tuple[str, Callable[[Setup], Target]]] = []
+    for name in servers:
+        if name == "trainserve":
+            out += [
+                (f"trainserve rows={n}", partial(start_trainserve, batch_rows=n))
+                for n in batch_rows
+            ]
+        else:
+            out.append((name, LAUNCHERS[name]))
+    return out
 
 
 def check_answers(target: Target, model: nn.Module) -> None:
@@ -385,18 +431,23 @@ def check_answers(target: Target, model: nn.Module) -> None:
 # --- the benchmark ----------------------------------------------------------------------------
 
 
-def bench_server(name: str, setup: Setup, args: argparse.Namespace) -> list[Result]:
+def bench_server(
+    launch: Callable[[Setup], Target],
+    setup: Setup,
+    scenarios: list[Scenario],
+    args: argparse.Namespace,
+) -> list[Result]:
     """Start one server, check its answers, run every scenario against it, stop it."""
     bodies = {s.rows: json.dumps({"inputs": make_rows(s.rows)}).encode() for s in SCENARIOS}
     began = time.monotonic()
-    target = LAUNCHERS[name](setup)
+    target = launch(setup)
     try:
         target.wait_ready(bodies[1])
-        print(f"{name}: ready in {time.monotonic() - began:.1f} s", flush=True)
-        if name != "noop":
+        print(f"{target.name}: ready in {time.monotonic() - began:.1f} s", flush=True)
+        if launch is not start_noop:
             check_answers(target, setup.model)
         results = []
-        for scenario in SCENARIOS:
+        for scenario in scenarios:
             results.append(asyncio.run(measure(target, scenario, bodies[scenario.rows], args)))
             print(f"  {scenario.name}: {results[-1].req_s:.0f} req/s", flush=True)
         return results
@@ -441,17 +492,26 @@ def best_peer(results: list[Result], scenario: Scenario) -> tuple[Result | None,
     return max(peers, key=lambda r: r.req_s), min(peers, key=lambda r: r.percentile_ms(50))
 
 
+def bare_row(results: list[Result], scenario: Scenario) -> Result | None:
+    return next((r for r in results if r.scenario == scenario and r.server == BARE), None)
+
+
 def print_table(results: list[Result]) -> None:
-    head = f"{'server':20} {'scenario':13} {'req/s':>7} {'rows/s':>8} {'p50 ms':>7} "
-    head += f"{'p99 ms':>7} {'errors':>6} {'srv cpu ms/req':>14} {'gen cpu':>7} "
+    head = f"{'server':22} {'scenario':13} {'req/s':>7} {'rows/s':>8} {'p50 ms':>7} "
+    head += f"{'p99 ms':>7} {'p99.9 ms':>8} {'errors':>6} {'srv cpu ms/req':>14} {'gen cpu':>7} "
+    head += f"{'req/s ÷ bare':>12} {'p99 ÷ bare':>10} "
     print(head + f"{'req/s ÷ best peer':>17} {'p50 ÷ best peer':>15}")
     for scenario in SCENARIOS:
         fastest, quickest = best_peer(results, scenario)
+        bare = bare_row(results, scenario)
         for r in (r for r in results if r.scenario == scenario):
             print(
-                f"{r.server:20} {scenario.name:13} {r.req_s:7.0f} {r.rows_s:8.0f} "
-                f"{r.percentile_ms(50):7.2f} {r.percentile_ms(99):7.2f} {r.errors:6d} "
+                f"{r.server:22} {scenario.name:13} {r.req_s:7.0f} {r.rows_s:8.0f} "
+                f"{r.percentile_ms(50):7.2f} {r.percentile_ms(99):7.2f} "
+                f"{r.percentile_ms(99.9):8.2f} {r.errors:6d} "
                 f"{_fmt(r.server_ms_per_req, '14.3f')} {_fmt(r.client_cpu_pct, '6.0f', '%')} "
+                f"{_ratio(r.req_s, bare and bare.req_s):>12} "
+                f"{_ratio(r.percentile_ms(99), bare and bare.percentile_ms(99)):>10} "
                 f"{_ratio(r.req_s, fastest and fastest.req_s):>17} "
                 f"{_ratio(r.percentile_ms(50), quickest and quickest.percentile_ms(50)):>15}"
             )
@@ -467,24 +527,35 @@ def _ratio(value: float, base: float | None) -> str:
 
 
 def print_targets(results: list[Result]) -> None:
-    """The issue's targets, reported (this script asserts nothing)."""
-    ours = {r.scenario: r for r in results if r.server == "trainserve"}
-    c32, c1 = SCENARIOS[1], SCENARIOS[0]
+    """The issues' targets, reported (this script asserts nothing)."""
+    c1, c32 = SCENARIOS[0], SCENARIOS[1]
+    print("\ntargets:")
+    bare = bare_row(results, c32)
+    for r in (r for r in results if r.scenario == c32 and r.server.startswith("trainserve")):
+        if bare is None or not r.latencies:
+            break
+        speed, tail = r.req_s / bare.req_s, r.percentile_ms(99) / bare.percentile_ms(99)
+        verdict = "met" if speed >= 1.5 and tail <= 2 else "NOT met"
+        print(
+            f"  issue 10, c=32, {r.server}: req/s ≥ 1.5x bare's and p99 ≤ 2x bare's: "
+            f"{r.req_s:.0f} vs {bare.req_s:.0f} = {speed:.2f}x, p99 {r.percentile_ms(99):.2f} "
+            f"vs {bare.percentile_ms(99):.2f} ms = {tail:.2f}x, {verdict}"
+        )
+    ours = {r.scenario: r for r in results if r.server == f"trainserve rows={_default_rows()}"}
     fastest, _ = best_peer(results, c32)
     _, quickest = best_peer(results, c1)
-    print("\ntargets (issue 5):")
     if c32 in ours and fastest:
         ours_s, theirs_s = ours[c32].req_s, fastest.req_s
         verdict = "met" if ours_s >= 1.5 * theirs_s else "NOT met"
         print(
-            f"  c=32 req/s ≥ 1.5x the better peer's: {ours_s:.0f} vs {fastest.server} "
+            f"  issue 5, c=32 req/s ≥ 1.5x the better peer's: {ours_s:.0f} vs {fastest.server} "
             f"{theirs_s:.0f} = {ours_s / theirs_s:.2f}x, {verdict}"
         )
     if c1 in ours and quickest:
         ours_ms, theirs_ms = ours[c1].percentile_ms(50), quickest.percentile_ms(50)
         verdict = "met" if ours_ms <= theirs_ms else "NOT met"
         print(
-            f"  c=1 p50 ≤ the better peer's: {ours_ms:.2f} ms vs {quickest.server} "
+            f"  issue 5, c=1 p50 ≤ the better peer's: {ours_ms:.2f} ms vs {quickest.server} "
             f"{theirs_ms:.2f} ms = {ours_ms / theirs_ms:.2f}x, {verdict}"
         )
     errors = sum(r.errors for r in results)
@@ -498,6 +569,10 @@ def _default(setting: str) -> Any:
     return Settings.model_fields[setting].default
 
 
+def _default_rows() -> int:
+    return int(_default("batch_max_rows"))
+
+
 def versions(peers_venv: Path) -> str:
     found = sorted(p.name for p in peers_venv.glob("lib/python*/site-packages/*.dist-info"))
     names = ("torchserve-", "litserve-", "uvloop-", "httptools-")
@@ -505,11 +580,21 @@ def versions(peers_venv: Path) -> str:
     return ", ".join(peers) or "peers' venv not installed"
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15, help="measured, per scenario")
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured, before each")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(s.key for s in SCENARIOS),
+        help="comma-separated: " + ", ".join(f"{s.key} ({s.name})" for s in SCENARIOS),
+    )
+    parser.add_argument(
+        "--batch-rows",
+        default=str(_default_rows()),
+        help="trainserve's TRAINSERVE_BATCH_MAX_ROWS, comma-separated: one trainserve each",
+    )
     parser.add_argument("--peers-venv", type=Path, default=ROOT / "build" / "predict-peers")
     parser.add_argument(
         "--client", choices=sorted(CLIENTS), default="h11", help="the load generator's HTTP client"
@@ -520,11 +605,41 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="the peers' batch, requests")
     parser.add_argument("--batch-delay-ms", type=float, default=5, help="the peers' batch wait")
     args = parser.parse_args()
-    servers = [s for s in args.servers.split(",") if s]
-    if unknown := set(servers) - set(SERVERS):
+    args.servers = [s for s in args.servers.split(",") if s]
+    if unknown := set(args.servers) - set(SERVERS):
         parser.error(f"unknown servers {sorted(unknown)}; choose from {', '.join(SERVERS)}")
+    keys = {s.key: s for s in SCENARIOS}
+    names = [k for k in args.scenarios.split(",") if k]
+    if unknown := set(names) - set(keys):
+        parser.error(f"unknown scenarios {sorted(unknown)}; choose from {', '.join(keys)}")
+    args.scenarios = [s for s in SCENARIOS if s.key in names]
+    try:
+        args.batch_rows = [int(n) for n in args.batch_rows.split(",") if n]
+    except ValueError:
+        parser.error("--batch-rows: comma-separated whole numbers, e.g. 1,8,64,256")
+    if not args.batch_rows or min(args.batch_rows) < 1:
+        parser.error("--batch-rows: at least one, each ≥ 1")
     if args.seconds <= 0 or args.warmup < 0 or args.threads < 1:
         parser.error("--seconds must be > 0, --warmup ≥ 0 and --threads ≥ 1")
+    return args
+
+
+def without_absent_peers(servers: list[str], peers_venv: Path) -> list[str]:
+    """The peers are optional: without their venv they are skipped, with a note."""
+    if (peers_venv / "bin" / "python").exists():
+        return servers
+    skipped = [s for s in servers if s in PEERS]
+    if skipped:
+        print(
+            f"note: {', '.join(skipped)} skipped: no venv at {peers_venv} "
+            "(bench/README.md installs it)\n",
+            flush=True,
+        )
+    return [s for s in servers if s not in PEERS]
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(args.threads)
     print(
         f"{datetime.now():%Y-%m-%d %H:%M}, torch {torch.__version__}, threads {args.threads}, "
@@ -533,10 +648,11 @@ def main() -> None:
         f"{args.client_core}\n"
         f"mlp {FEATURES}-{HIDDEN}-{CLASSES}; {args.warmup:g} s warm-up + {args.seconds:g} s "
         f"per scenario; peers batch {args.batch_size} requests / {args.batch_delay_ms:g} ms, "
-        f"trainserve {_default('batch_max_rows')} rows / {_default('batch_max_delay_ms')} ms "
-        f"(its defaults)\n{versions(args.peers_venv)}\n",
+        f"trainserve {'/'.join(map(str, args.batch_rows))} rows / "
+        f"{_default('batch_max_delay_ms')} ms (its default wait)\n{versions(args.peers_venv)}\n",
         flush=True,
     )
+    servers = without_absent_peers(args.servers, args.peers_venv)
     model = make_model()
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="trainserve-bench-predict-") as tmp:
@@ -546,17 +662,18 @@ def main() -> None:
             work, work / "mlp.pt", model, args.peers_venv.resolve(), args.threads,
             args.server_core, args.batch_size, args.batch_delay_ms,
         )  # fmt: skip
-        for scenario in SCENARIOS:
+        for scenario in args.scenarios:
             results.append(raw_forward(model, scenario, min(args.seconds, 3), args.server_core))
         os.sched_setaffinity(0, {args.client_core})
-        for name in servers:
+        for label, launch in launchers(servers, args.batch_rows):
             try:
-                results += bench_server(name, setup, args)
+                results += bench_server(launch, setup, args.scenarios, args)
             except (Unavailable, subprocess.SubprocessError, httpx.HTTPError) as exc:
-                print(f"{name}: left out: {exc}", flush=True)
+                print(f"{label}: left out: {exc}", flush=True)
     print()
     print_table(results)
     print_targets(results)
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")  # a shared machine's noise
 
 
 if __name__ == "__main__":

@@ -1,14 +1,26 @@
 """Dynamic batching, per loaded model version.
 
-Requests queue their rows; one task per version takes them in batches of at most
-`max_rows` rows (rows, not requests: a 64-row request counts 64), waiting at most
-`max_delay_s` after the first row for more, and runs each batch's forward pass on a worker
-thread so the event loop keeps accepting requests. The queue is bounded in rows: a request
-that would overflow it is refused at once (503 with Retry-After), and every wait has a
-timeout.
+Requests queue their rows; one task per version takes them, oldest first, in batches of at
+most `max_rows` rows (rows, not requests: a 64-row request counts 64), waiting at most
+`max_delay_s` after the oldest queued row arrived for more. The queue is bounded in rows: a
+request that would overflow it is refused at once (503 with Retry-After), and every wait
+has a timeout.
+
+Where a batch's forward pass runs is measured, not fixed. A pass that takes longer than
+`inline_max_s` runs on the forward thread, so the event loop keeps accepting requests and
+the next batch forms meanwhile. A cheaper one runs on the event loop itself: handing it to a
+thread costs more than it saves. Each hand-over wakes a thread and passes the GIL twice,
+and while the loop is busy with requests the forward thread waits up to the interpreter's
+switch interval (5 ms) for the GIL at each step, and the loop as long again to see the
+result; a one-row MLP's pass takes tens of microseconds (bench/README.md, predict tail).
+Every batch's duration is measured where it ran, per row; the first runs on the thread.
+A batch is expected to take its rows times the recent cost of a row: a pass costs less per
+row the more rows it has, so a batch bigger than those measured is expected dearer than it
+will be, and goes to the thread (the safe side), never the other way round.
 """
 
 import asyncio
+import statistics
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +48,7 @@ class Overloaded(AppError):
 class _Pending:
     x: torch.Tensor  # (rows, ...) model input
     future: asyncio.Future[Prediction]
+    queued_at: float  # time.monotonic() when it was queued
 
     @property
     def rows(self) -> int:
@@ -48,6 +61,13 @@ class BatchPolicy:
     max_delay_s: float
     max_queue_rows: int
     timeout_s: float
+    # A forward pass expected to take at most this long runs on the event loop (see above).
+    inline_max_s: float = 0.002
+
+
+# A row's cost is the median of the last few passes': a few batches decide, and a pass that
+# was slow because the process lost its core for a moment does not.
+COST_SAMPLES = 9
 
 
 class Batcher:
@@ -72,6 +92,7 @@ class Batcher:
         self._queued_rows = 0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._row_costs: deque[float] = deque(maxlen=COST_SAMPLES)  # recent passes, s/row
 
     @property
     def queued_rows(self) -> int:
@@ -82,7 +103,7 @@ class Batcher:
             raise Overloaded(
                 f"the model's queue is full ({self._queued_rows} rows waiting); retry shortly"
             )
-        item = _Pending(x, asyncio.get_running_loop().create_future())
+        item = _Pending(x, asyncio.get_running_loop().create_future(), time.monotonic())
         self._queue.append(item)
         self._queued_rows += item.rows
         self._wakeup.set()
@@ -102,16 +123,32 @@ class Batcher:
             message = f"no result within {self.policy.timeout_s:.0f} s; retry shortly"
             future.set_exception(Overloaded(message))
 
+    def inline(self, rows: int) -> bool:
+        """Whether a batch of `rows` rows runs on the event loop: expected to be cheap."""
+        if not self._row_costs:
+            return False
+        return statistics.median(self._row_costs) * rows <= self.policy.inline_max_s
+
     async def _run(self) -> None:
         while self._queue:
             await self._fill()
             batch = self._take()
-            if batch:
-                await self._execute(batch)
+            if not batch:
+                continue
+            inline = self.inline(sum(item.rows for item in batch))
+            await self._execute(batch, inline)
+            if inline and self._queue:
+                # Batches back to back on the loop: let the answered requests write their
+                # responses, and new ones queue, before the next.
+                await asyncio.sleep(0)
 
     async def _fill(self) -> None:
-        """Wait until max_rows are queued, or max_delay_s has passed since the first row."""
-        deadline = time.monotonic() + self.policy.max_delay_s
+        """Wait until max_rows are queued, or max_delay_s has passed since the oldest queued
+        row arrived (not since this wait began: that row may have waited through a forward
+        pass already)."""
+        if not self._queue:
+            return
+        deadline = self._queue[0].queued_at + self.policy.max_delay_s
         while self._queued_rows < self.policy.max_rows and self.more_coming():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -133,17 +170,25 @@ class Batcher:
                 rows += item.rows
         return batch
 
-    async def _execute(self, batch: list[_Pending]) -> None:
+    async def _execute(self, batch: list[_Pending], inline: bool) -> None:
         x = torch.cat([item.x for item in batch]) if len(batch) > 1 else batch[0].x
         self.on_batch(int(x.shape[0]))
         try:
-            result = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.forward, x
-            )
+            if inline:
+                result, took_s = self._timed(x)
+            else:
+                result, took_s = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, self._timed, x
+                )
         except Exception as exc:  # the batch's requests get the error; the loop goes on
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(exc)
+            return
+        self._row_costs.append(took_s / int(x.shape[0]))
+        if len(batch) == 1:  # its own rows: nothing to split
+            if not batch[0].future.done():
+                batch[0].future.set_result(result)
             return
         start = 0
         for item in batch:
@@ -155,3 +200,11 @@ class Batcher:
             if not item.future.done():
                 item.future.set_result(part)
             start = end
+
+    def _timed(self, x: torch.Tensor) -> tuple[Prediction, float]:
+        """The forward pass and its wall time, measured where it runs. On the thread that
+        includes its waits for the GIL, so a cheap pass may be taken for a dear one for a
+        while (it stays off the loop, the safe side), never the other way round."""
+        began = time.perf_counter()
+        result = self.forward(x)
+        return result, time.perf_counter() - began

@@ -2,6 +2,7 @@
 in-process on real PostgreSQL: what it caches and for how long, the errors its hand-written
 parsing gives, and what still goes through FastAPI's routing."""
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -226,13 +227,18 @@ def test_v2_infer_takes_the_same_lane_with_the_protocol_s_error_shape(
     assert 'route="/v2/models/{name}/infer",status="200"' in text
 
 
-def test_a_request_in_flight_finishes_on_the_version_it_started_with(client: TestClient) -> None:
+def test_a_request_in_flight_finishes_on_the_version_it_started_with(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data_dir = get_settings().data_dir
     for _ in range(2):
         fixed_model("in-flight", data_dir)
+    serving = client.app.state.serving  # type: ignore[attr-defined]
+    # Even cheap passes on the forward thread (app/serving/batcher.py runs them on the event
+    # loop), so that the busy thread below holds the requests in flight.
+    monkeypatch.setattr(serving, "policy", dataclasses.replace(serving.policy, inline_max_s=0.0))
     assert client.put("/v1/models/in-flight/aliases/production", json={"version": 1}).is_success
     assert served_version(client, "in-flight") == 1  # loaded, so the request below only waits
-    serving = client.app.state.serving  # type: ignore[attr-defined]
     release = threading.Event()
     serving.executor.submit(release.wait, 30)  # the forward thread is busy: batches queue up
     with ThreadPoolExecutor(2) as pool:

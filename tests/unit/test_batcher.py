@@ -2,6 +2,7 @@
 bounded, every wait has a timeout, and each request gets exactly its own rows back."""
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -119,3 +120,182 @@ def test_no_wait_when_no_other_request_is_on_its_way() -> None:
 
     assert asyncio.run(timed(False)) < 0.25  # dispatched at once
     assert asyncio.run(timed(True)) >= 0.45  # waited for company, up to max_delay_s
+
+
+def traced(threads: list[int], delay_s: float = 0.0):  # type: ignore[no-untyped-def]
+    """A forward pass that records the thread it ran on."""
+
+    def forward(x: torch.Tensor) -> Prediction:
+        threads.append(threading.get_ident())
+        time.sleep(delay_s)
+        return Prediction(x[:, 0].tolist(), None)
+
+    return forward
+
+
+def test_a_cheap_forward_runs_on_the_event_loop_not_the_forward_thread() -> None:
+    """A pass that is cheaper than handing it over is not handed over: each hand-over costs
+    a thread wake-up and two GIL hand-offs, up to a switch interval each under load (the
+    predict tail of issue 10)."""
+    threads: list[int] = []
+
+    async def main() -> int:
+        batcher = Batcher(traced(threads), policy(inline_max_s=1.0), EXECUTOR)
+        for i in range(5):
+            assert (await batcher.submit(rows(i, 1))).predictions == [float(i)]
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert threads[0] != loop_thread  # the first pass is measured off the loop
+    assert threads[1:] == [loop_thread] * 4
+
+
+def test_a_dear_forward_stays_on_the_forward_thread_and_the_loop_keeps_going() -> None:
+    threads: list[int] = []
+
+    async def main() -> tuple[int, int]:
+        batcher = Batcher(traced(threads, 0.05), policy(inline_max_s=0.005), EXECUTOR)
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        for i in range(4):
+            await batcher.submit(rows(i, 1))
+        ticker.cancel()
+        return threading.get_ident(), ticks
+
+    loop_thread, ticks = asyncio.run(main())
+    assert len(threads) == 4 and loop_thread not in threads
+    assert ticks >= 10  # 4 passes of 50 ms: the loop ran all along
+
+
+def test_a_forward_that_turns_dear_goes_back_to_the_forward_thread() -> None:
+    threads: list[int] = []
+    slow = [False]
+
+    def forward(x: torch.Tensor) -> Prediction:
+        threads.append(threading.get_ident())
+        if slow[0]:
+            time.sleep(0.03)
+        return Prediction(x[:, 0].tolist(), None)
+
+    async def main() -> int:
+        batcher = Batcher(forward, policy(inline_max_s=0.01), EXECUTOR)
+        for i in range(3):
+            await batcher.submit(rows(i, 1))
+        slow[0] = True
+        for i in range(12):
+            await batcher.submit(rows(i, 1))
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert threads[1:3] == [loop_thread] * 2  # cheap: on the loop
+    assert threads[-1] != loop_thread  # dear for a few passes running: off it again
+    assert threads.count(loop_thread) <= 2 + 5  # a median of 9: at most 5 dear passes decide
+
+
+def test_the_delay_counts_from_the_oldest_rows_arrival_not_from_the_last_batch() -> None:
+    """A request that arrived while a forward pass ran has waited already: when the pass
+    ends after its max_delay_s, it goes at once, not max_delay_s later."""
+    release = threading.Event()
+    started: list[float] = []
+
+    def forward(x: torch.Tensor) -> Prediction:
+        started.append(time.monotonic())
+        if len(started) == 1:
+            release.wait(5)
+        return Prediction(x[:, 0].tolist(), None)
+
+    async def main() -> float:
+        batcher = Batcher(
+            forward,
+            policy(max_rows=100, max_delay_s=0.3, inline_max_s=0.0),
+            EXECUTOR,
+            more_coming=lambda: True,  # always company on its way: wait the full delay
+        )
+        first = asyncio.create_task(batcher.submit(rows(0, 1)))
+        while not started:  # the first batch waited its delay and runs now
+            await asyncio.sleep(0.005)
+        second = asyncio.create_task(batcher.submit(rows(1, 1)))
+        await asyncio.sleep(0.4)  # longer than max_delay_s: the second row is due
+        released = time.monotonic()
+        release.set()
+        await asyncio.gather(first, second)
+        return started[1] - released
+
+    assert asyncio.run(main()) < 0.15  # before: 0.3, a second full delay
+
+
+@pytest.mark.parametrize("inline_max_s", [1.0, 0.0], ids=["on the loop", "on the thread"])
+def test_under_steady_arrivals_requests_go_oldest_first_and_no_batch_is_too_big(
+    inline_max_s: float,
+) -> None:
+    """No request is passed over: batches take the queue in arrival order, so a request
+    waits through at most the batches that the rows ahead of it fill."""
+    batches: list[list[float]] = []
+
+    def forward(x: torch.Tensor) -> Prediction:
+        batches.append(x[:, 0].tolist())
+        time.sleep(0.003)
+        return Prediction(x[:, 0].tolist(), None)
+
+    async def main() -> list[Prediction]:
+        batcher = Batcher(forward, policy(max_rows=4, inline_max_s=inline_max_s), EXECUTOR)
+        tasks = []
+        for i in range(60):
+            tasks.append(asyncio.create_task(batcher.submit(rows(i, 1 + i % 2))))
+            await asyncio.sleep(0.001)
+        return await asyncio.gather(*tasks)
+
+    results = asyncio.run(main())
+    assert [r.predictions[0] for r in results] == [float(i) for i in range(60)]
+    order = [value for batch in batches for value in batch]
+    assert order == sorted(order)  # oldest first, every time
+    assert max(len(batch) for batch in batches) <= 4
+
+
+def test_back_to_back_batches_on_the_loop_let_answers_out_between_them() -> None:
+    events: list[str] = []
+
+    def forward(x: torch.Tensor) -> Prediction:
+        events.append(f"forward {int(x[0, 0])}")
+        return Prediction(x[:, 0].tolist(), None)
+
+    async def main() -> None:
+        batcher = Batcher(forward, policy(max_rows=2, inline_max_s=1.0), EXECUTOR)
+        await batcher.submit(rows(100, 1))  # measured: the next batches run on the loop
+
+        async def one(i: int) -> None:
+            await batcher.submit(rows(i, 1))
+            events.append(f"answered {i}")
+
+        await asyncio.gather(*(one(i) for i in range(6)))
+
+    asyncio.run(main())
+    assert events.index("answered 0") < events.index("forward 4")
+
+
+def test_a_batch_far_bigger_than_those_measured_goes_to_the_forward_thread() -> None:
+    """Cheap one-row passes do not vouch for a 64-row one: it is expected at 64 times a
+    row's cost, and runs off the loop."""
+    threads: list[tuple[int, int]] = []
+
+    def forward(x: torch.Tensor) -> Prediction:
+        threads.append((int(x.shape[0]), threading.get_ident()))
+        time.sleep(0.0005 * x.shape[0])  # a cost that grows with the rows
+        return Prediction(x[:, 0].tolist(), None)
+
+    async def main() -> int:
+        batcher = Batcher(forward, policy(max_rows=64, inline_max_s=0.01), EXECUTOR)
+        for i in range(3):
+            await batcher.submit(rows(i, 1))
+        await batcher.submit(rows(0, 64))
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert [t == loop_thread for _, t in threads] == [False, True, True, False]
