@@ -62,8 +62,9 @@ class Serving:
             max_queue_rows=settings.predict_queue_rows,
             timeout_s=settings.predict_timeout_s,
         )
-        # Forward passes run one at a time per process: torch already uses every core within
-        # one, and batches queue up instead of competing.
+        # Dear forward passes run one at a time per process, on this thread: torch already
+        # uses every core within one, and batches queue up instead of competing. Cheap ones
+        # run on the event loop (app/serving/batcher.py), so they may overlap a dear one.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
         self._keys: TtlCache[str, Principal] = TtlCache(settings.predict_cache_s)
         # (project, name, ref) → the version it meant when read: never a name alone
