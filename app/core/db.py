@@ -1,5 +1,6 @@
 """Engine and session scope. The caller of a service owns the transaction."""
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from sqlalchemy import (
     event,
     func,
     literal,
+    select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -81,6 +83,16 @@ def db_now(session: Session, plus_s: float = 0.0) -> ColumnElement[datetime]:
         now = func.now()  # the transaction's start; ours are short
         return now + timedelta(seconds=plus_s) if plus_s else now
     return literal(utcnow() + timedelta(seconds=plus_s), UTCDateTime())
+
+
+def serialize(session: Session, name: str) -> None:
+    """Hold the lock called `name` until this transaction ends, so transactions that take it
+    run their next statements one after another. PostgreSQL: a transaction-level advisory
+    lock. SQLite: nothing to take, once the transaction has written (as a caller must have
+    by now): a writing transaction holds the whole database until it ends."""
+    if _dialect(session) == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        session.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 def insert_or_ignore(

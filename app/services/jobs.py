@@ -6,7 +6,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.db import db_now, execute_update, insert_or_ignore
+from app.core.db import db_now, execute_update, insert_or_ignore, serialize
 from app.core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from app.core.queue import TRAIN_TASK, enqueue_after_commit
 from app.models import TERMINAL, Job, JobEvent, JobMetric, JobStatus
@@ -64,12 +64,12 @@ def submit_job(
         existing = session.scalar(select(Job).where(Job.idempotency_key == scoped_key))
         if existing is not None:
             return _same_job(existing, body), False  # a retry is answered even at the limit
-    _check_active_limit(session, principal.project, settings.max_active_jobs_per_project)
     job_id = _insert_job(session, spec, body, principal, settings, scoped_key)
     if job_id is None:
         existing = session.scalar(select(Job).where(Job.idempotency_key == scoped_key))
         assert existing is not None  # the request that won the race inserted it
         return _same_job(existing, body), False
+    _check_active_limit(session, principal.project, settings.max_active_jobs_per_project)
     add_event(session, job_id, 0, "queued", "job accepted and queued")
     enqueue_after_commit(session, TRAIN_TASK, [job_id])
     job = session.get(Job, job_id)
@@ -111,15 +111,19 @@ def _same_job(existing: Job, body: dict[str, Any]) -> Job:
 
 
 def _check_active_limit(session: Session, project: str, limit: int) -> None:
+    """Counted after the new job's INSERT, under the project's lock, so submissions arriving
+    together are counted one after another: the limit holds exactly. Over it, the caller's
+    transaction rolls back and the job was never there."""
+    serialize(session, f"active-jobs:{project}")
     active = session.scalar(
         select(func.count()).where(
             Job.project == project, Job.status.in_([JobStatus.queued, JobStatus.running])
         )
     )
-    if (active or 0) >= limit:
+    if (active or 0) > limit:
         raise TooManyRequests(
-            f"project '{project}' has {active} queued or running jobs, the most allowed; "
-            "retry when some have finished"
+            f"project '{project}' has {limit} queued or running jobs, the most allowed "
+            "(TRAINSERVE_MAX_ACTIVE_JOBS_PER_PROJECT); retry when some have finished"
         )
 
 
