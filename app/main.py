@@ -41,9 +41,11 @@ def _freeze_startup_objects() -> None:
     """Move what start-up built (torch, FastAPI, the routes: ~10^6 objects) out of the cyclic
     garbage collector's reach. Each full collection walked all of it, 0.3-0.5 s with the event
     loop stopped, every few seconds under predict load: the p99.9 of every request. gc.freeze()
-    is made for this (CPython docs: call it once start-up is done)."""
-    gc.collect()
-    gc.freeze()
+    is made for this (CPython docs: call it once start-up is done). Once per process: an app
+    started again in the same process (tests) has nothing new of that size to freeze."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
 
 
 def _telemetry(settings: Settings) -> dict[str, Any]:

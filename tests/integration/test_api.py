@@ -1,6 +1,7 @@
 """The HTTP API in-process (TestClient) on real PostgreSQL and Redis: contract, errors, registry,
 and predict with fixed weights so expected outputs are exact."""
 
+import gc
 import math
 import secrets
 import subprocess
@@ -404,3 +405,14 @@ def test_a_version_an_alias_points_to_cannot_be_deleted(client: TestClient) -> N
         == 1
     )
     _error(client.delete("/v1/models/pruned/versions/9"), 404)
+
+
+def test_start_up_moves_what_it_built_out_of_the_garbage_collectors_reach(
+    configured: dict[str, str],
+) -> None:
+    """A full collection walked every object torch and FastAPI made, with the event loop
+    stopped (0.3-0.5 s): predict's p99.9 (bench/README.md). Start-up freezes them."""
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    with TestClient(create_app()):
+        assert gc.get_freeze_count() > 100_000
