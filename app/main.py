@@ -9,16 +9,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.routing import BaseRoute
 
 from app.api import errors, metrics
-from app.api.lane import PredictLane
 from app.api.limits import BodySizeLimit
-from app.api.routers import datasets, health, jobs, keys, models, predict, v2
+from app.api.routers import datasets, health, jobs, keys, models, open_inference
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.core.migrate import upgrade
 from app.services.auth import ensure_key
+from app.serving import front_door
 from app.serving.service import Serving
 
 log = logging.getLogger(__name__)
@@ -57,9 +56,17 @@ def _telemetry(settings: Settings) -> dict[str, Any]:
     return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
-def _takes_request(route: BaseRoute) -> bool:
-    """A route whose endpoint reads the request itself: predict and V2 infer."""
-    return getattr(route, "endpoint", None) in (predict.predict, v2.infer)
+def _document_front_door(app: FastAPI) -> None:
+    """/openapi.json: FastAPI's routes, and predict's paths from the front door's own table."""
+    fastapi_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            front_door.document(fastapi_openapi())  # FastAPI keeps it as app.openapi_schema
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -81,9 +88,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.serving = Serving(settings)
     errors.install(app)
-    # Outermost last: the body limit, then metrics, then the predict lane, then the app.
-    hot_routes = [r for r in (*predict.router.routes, *v2.router.routes) if _takes_request(r)]
-    app.add_middleware(PredictLane, api=app, routes=hot_routes)
+    # Outermost last: the body limit, then metrics, then predict's front door, then the app.
+    app.add_middleware(
+        front_door.FrontDoor, serving=app.state.serving, handler_for=errors.handler_for
+    )
     app.add_middleware(metrics.HttpMetrics)
     app.add_middleware(
         BodySizeLimit,
@@ -91,13 +99,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upload_max_bytes=settings.max_upload_bytes,
     )
     for router in (
-        predict.router,  # matched first, also when a request does not take the lane
         health.router,
         jobs.router,
         models.router,
         datasets.router,
         keys.router,
-        v2.router,
+        open_inference.router,
     ):
         app.include_router(router)
+    _document_front_door(app)
     return app

@@ -1,6 +1,7 @@
 """The one place errors become HTTP: {"error": {"code", "message", "details"}} on every path."""
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -90,10 +91,28 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return _respond(request, 500, _body("internal_error", "internal server error"))
 
 
+Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+# By exception class; the most specific one that matches an error handles it.
+HANDLERS: dict[type[Exception], Handler] = {
+    AppError: app_error,
+    RequestValidationError: validation_error,
+    HTTPException: http_error,
+    OSError: io_error,
+    SQLAlchemyError: io_error,
+    Exception: unexpected_error,
+}
+
+
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(AppError, app_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(OSError, io_error)
-    app.add_exception_handler(SQLAlchemyError, io_error)
-    app.add_exception_handler(Exception, unexpected_error)
+    for cls, handler in HANDLERS.items():
+        app.add_exception_handler(cls, handler)
+
+
+def handler_for(exc: Exception) -> Handler:
+    """The handler the app picks for `exc`, for paths that are not FastAPI routes
+    (app/serving/front_door.py): its class's, else its nearest base class's."""
+    for cls in type(exc).__mro__:
+        handler = HANDLERS.get(cls)
+        if handler is not None:
+            return handler
+    return unexpected_error

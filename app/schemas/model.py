@@ -64,3 +64,24 @@ class PredictResponse(BaseModel):
     job_id: str
     predictions: list[Any]
     probabilities: list[list[float]] | None = None
+
+
+def predict_response_body(
+    model_name: str,
+    model_version: int,
+    job_id: str,
+    predictions: list[Any],
+    probabilities: list[list[float]] | None,
+) -> dict[str, Any]:
+    """PredictResponse's fields as a dict for orjson, built by hand on the hot path (the model
+    would validate and copy every probability); no probabilities for a regression.
+    tests/unit/test_predict_response.py holds its keys to the model's fields."""
+    body: dict[str, Any] = {
+        "model_name": model_name,
+        "model_version": model_version,
+        "job_id": job_id,
+        "predictions": predictions,
+    }
+    if probabilities is not None:
+        body["probabilities"] = probabilities
+    return body

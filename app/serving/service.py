@@ -36,18 +36,6 @@ class Answer:
     job_id: str
     prediction: Prediction
 
-    def body(self) -> dict[str, Any]:
-        """The PredictResponse fields (app/schemas/model.py); no probabilities for regression."""
-        body = {
-            "model_name": self.model_name,
-            "model_version": self.model_version,
-            "job_id": self.job_id,
-            "predictions": self.prediction.predictions,
-        }
-        if self.prediction.probabilities is not None:
-            body["probabilities"] = self.prediction.probabilities
-        return body
-
 
 class Serving:
     def __init__(self, settings: Settings) -> None:

@@ -1,6 +1,6 @@
-"""The predict hot path (app/api/lane.py, app/api/routers/predict.py, app/serving/lookup.py)
-in-process on real PostgreSQL: what it caches and for how long, the errors its hand-written
-parsing gives, and what still goes through FastAPI's routing."""
+"""The predict hot path (app/serving/front_door.py, codecs.py, lookup.py) in-process on real
+PostgreSQL: what it caches and for how long, the errors its hand-written parsing gives, and
+that it answers and documents its paths as FastAPI's routes would."""
 
 import dataclasses
 import threading
@@ -18,6 +18,8 @@ from app.core.db import session_scope
 from app.main import create_app
 from app.models import ApiKey, ModelAlias, ModelVersion
 from app.services.auth import hash_key
+from app.serving import codecs
+from app.serving.front_door import DOORS
 from tests.integration.conftest import ADMIN_KEY
 from tests.support import api_error, fixed_model, version_query
 
@@ -183,9 +185,53 @@ def test_malformed_names_and_refs_are_422_naming_the_path_parameter(client: Test
     assert error["message"].startswith("ref:")
 
 
-def test_other_methods_on_a_predict_path_go_through_the_router(client: TestClient) -> None:
-    assert client.get("/v1/models/anything/predict").status_code == 405
-    assert client.put("/v1/models/anything/versions/1/predict", json={}).status_code == 405
+def test_other_methods_on_a_predict_path_are_405_in_the_api_s_shape(client: TestClient) -> None:
+    for method, path in (
+        ("GET", "/v1/models/anything/predict"),
+        ("PUT", "/v1/models/anything/versions/1/predict"),
+        ("DELETE", "/v2/models/anything/infer"),
+    ):
+        response = client.request(method, path)
+        assert response.headers["allow"] == "POST"
+        if path.startswith("/v2/"):
+            assert response.status_code == 405 and set(response.json()) == {"error"}
+        else:
+            api_error(response, 405, "method_not_allowed")
+
+
+def test_the_docs_list_every_predict_path_from_the_front_door_s_table(
+    client: TestClient,
+) -> None:
+    openapi = client.get("/openapi.json").json()
+    schemas = openapi["components"]["schemas"]
+    for door in DOORS:
+        operation = openapi["paths"][door.path]["post"]
+        assert [p["name"] for p in operation["parameters"]] == door.params
+        for ref in (
+            operation["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        ):
+            assert ref.rsplit("/", 1)[1] in schemas
+    operation_ids = [
+        op["operationId"] for item in openapi["paths"].values() for op in item.values()
+    ]
+    assert len(operation_ids) == len(set(operation_ids))
+    assert "InferTensor" in schemas  # nested models are components too, with no dangling $ref
+    assert "#/$defs/" not in client.get("/openapi.json").text
+
+
+def test_a_bug_on_the_predict_path_is_a_500_in_the_api_s_shape(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fixed_model("buggy", get_settings().data_dir)
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(codecs.PredictJson, "encode", broken)
+    api_error(predict(client, "buggy"), 500, "internal_error")
+    monkeypatch.undo()
+    assert predict(client, "buggy").status_code == 200
 
 
 def test_http_metrics_label_predicts_by_route_template(client: TestClient) -> None:
@@ -207,7 +253,7 @@ def test_requests_for_unknown_models_share_one_metrics_series(client: TestClient
     assert 'model="nothing-1"' not in text
 
 
-def test_v2_infer_takes_the_same_lane_with_the_protocol_s_error_shape(
+def test_v2_infer_takes_the_same_front_door_with_the_protocol_s_error_shape(
     client: TestClient,
 ) -> None:
     fixed_model("infer-lane", get_settings().data_dir)

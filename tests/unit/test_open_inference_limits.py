@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from app.core.errors import AppError
+from app.serving.open_inference import DTYPES, read_request
 from app.serving.predictor import check_json_containers
-from app.serving.v2 import DTYPES, read_request
 
 MAX_ROWS = 4096
 

@@ -8,7 +8,13 @@ from pydantic import ValidationError
 
 from app.core.errors import PayloadTooLarge, Unprocessable
 from app.models import ModelVersion
-from app.schemas.v2 import InferRequest, InferTensor, ModelMetadata, OutputTensor, TensorMetadata
+from app.schemas.open_inference import (
+    InferRequest,
+    InferTensor,
+    ModelMetadata,
+    OutputTensor,
+    TensorMetadata,
+)
 from app.serving.predictor import Prediction, check_json_containers
 
 Rows = list[Any]  # numbers: one list of values per row; BYTES: one string per row
