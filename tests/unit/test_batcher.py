@@ -299,3 +299,33 @@ def test_a_batch_far_bigger_than_those_measured_goes_to_the_forward_thread() -> 
 
     loop_thread = asyncio.run(main())
     assert [t == loop_thread for _, t in threads] == [False, True, True, False]
+
+
+def test_a_cheap_request_that_fills_a_batch_alone_runs_at_once_but_never_ahead_of_others() -> None:
+    """With nothing queued and no batch running, a cheap request of max_rows rows would be
+    the next batch on its own: it runs in the request's own task (no batch task, future or
+    timer). With rows queued before it, it waits its turn, oldest first."""
+    batches: list[tuple[list[float], asyncio.Task[object] | None]] = []
+
+    def forward(x: torch.Tensor) -> Prediction:
+        running = (
+            asyncio.current_task() if threading.current_thread().name == "MainThread" else None
+        )
+        batches.append((x[:, 0].tolist(), running))
+        return Prediction(x[:, 0].tolist(), None)
+
+    async def main() -> asyncio.Task[object] | None:
+        batcher = Batcher(forward, policy(max_rows=2, inline_max_s=1.0), EXECUTOR)
+        await batcher.submit(rows(0, 2))  # measured on the thread: a cost is known after
+        await batcher.submit(rows(10, 2))
+        queued = asyncio.create_task(batcher.submit(rows(20, 1)))
+        await asyncio.sleep(0)  # queued, its batch waiting for a second row
+        assert (await batcher.submit(rows(30, 2))).predictions == [30.0, 31.0]
+        assert (await queued).predictions == [20.0]
+        return asyncio.current_task()
+
+    request_task = asyncio.run(main())
+    values = [b[0] for b in batches]
+    assert values == [[0.0, 1.0], [10.0, 11.0], [20.0], [30.0, 31.0]]  # oldest first
+    assert batches[1][1] is request_task  # alone and idle: run by the request itself
+    assert batches[2][1] is not request_task and batches[3][1] is not request_task
