@@ -30,6 +30,7 @@ class UnsupportedMediaType(AppError):
 class Parsed:
     rows: list[Any]  # one item per row, as Serving.handle takes them
     request: Any = None  # what encode needs of the request (V2: its id and wanted outputs)
+    numbers_only: bool = False  # no value in the body but numbers (Serving.handle)
 
 
 class Codec(Protocol):
@@ -61,7 +62,7 @@ class PredictJson:
             raise RequestValidationError(
                 [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
             )
-        return Parsed(_inputs(raw, max_rows))
+        return Parsed(_inputs(raw, max_rows), numbers_only=_numbers_only(raw))
 
     def encode(self, answer: Answer, parsed: Parsed) -> bytes:
         # orjson writes the fields several times faster than the response model would.
@@ -75,6 +76,17 @@ class PredictJson:
                 prediction.probabilities,
             )
         )
+
+
+# What a body of {"inputs": [[numbers]]} is made of, besides its one key.
+_NUMBER_BODY_BYTES = b"0123456789.eE+-,[]{}: \t\r\n"
+
+
+def _numbers_only(raw: bytes) -> bool:
+    """Whether the (parsed) body's only string is its "inputs" key: then every value is a
+    number, for no other JSON value (a string, true, false, null) can be written without
+    a quote or a letter. Checked in C, at a third of the cost of checking each value's type."""
+    return raw.translate(None, _NUMBER_BODY_BYTES) == b'"inputs"'
 
 
 def _inputs(raw: bytes, max_rows: int) -> list[Any]:

@@ -142,7 +142,9 @@ class FrontDoor:
         if raw is None:
             return None
         parsed = await _parse(door.codec, raw, headers, self.serving.settings.max_predict_rows)
-        answer = await self.serving.handle(principal.project, name, ref, parsed.rows)
+        answer = await self.serving.handle(
+            principal.project, name, ref, parsed.rows, parsed.numbers_only
+        )
         return door.codec.encode(answer, parsed)
 
 

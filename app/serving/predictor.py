@@ -25,22 +25,26 @@ class Prediction:
     probabilities: list[list[float]] | None
 
 
-def rows_to_tensor(inputs: list[Any], width: int, index: int = 0) -> torch.Tensor:
+def rows_to_tensor(
+    inputs: list[Any], width: int, index: int = 0, numbers_only: bool = False
+) -> torch.Tensor:
     """Check every row (a list of `width` finite numbers) and stack them: (rows, width).
-    `index` numbers the rows in messages when these are part of a larger request."""
+    `index` numbers the rows in messages when these are part of a larger request.
+    numbers_only: the body they came from holds no value but numbers (codecs.py checks its
+    bytes), so no value needs its type checked: a bool or a string could not be there."""
     # The common case is checked in C (type sets, one array, one isfinite): a Python loop over
     # every value cost more than the forward pass. Anything it rejects is looked at again,
     # row by row, to say which row is wrong and why.
-    if all(
+    if numbers_only or all(
         type(row) is list and len(row) == width and _NUMBERS.issuperset(map(type, row))
         for row in inputs
     ):
         try:
             with np.errstate(over="ignore"):  # beyond float32: inf, refused just below
                 x = np.array(inputs, dtype=np.float32)
-        except OverflowError:  # an int beyond float64
-            x = None
-        if x is not None and x.ndim == 2 and bool(np.isfinite(x).all()):
+        except (OverflowError, TypeError, ValueError):  # an int beyond float64; rows that
+            x = None  # are not flat lists of numbers (numbers_only checks values, not rows)
+        if x is not None and x.shape[1:] == (width,) and bool(np.isfinite(x).all()):
             return torch.from_numpy(x)
     _check_rows(inputs, width, index)
     raise _bad_row(index, "features must be finite float32 numbers")
@@ -94,10 +98,16 @@ def _bad_row(index: int, message: str) -> Unprocessable:
     )
 
 
-def decode(bundle: ModelBundle, inputs: list[Any], max_pixels: int | None = None) -> torch.Tensor:
+def decode(
+    bundle: ModelBundle,
+    inputs: list[Any],
+    max_pixels: int | None = None,
+    numbers_only: bool = False,
+) -> torch.Tensor:
     """Request items → checked rows in stored form: raw features, uint8 pixels or token ids.
     Per request; what is per batch (scaling, normalizing) waits for `predict`. max_pixels
-    bounds the pixels of the request's PNG/JPEG images, summed (413 past it)."""
+    bounds the pixels of the request's PNG/JPEG images, summed (413 past it). numbers_only:
+    see rows_to_tensor."""
     pre = bundle.preprocessor
     if pre.kind == "text":
         return pre.encode_texts(_texts(inputs))
@@ -108,7 +118,8 @@ def decode(bundle: ModelBundle, inputs: list[Any], max_pixels: int | None = None
             _record(row, i, pre.feature_names) if isinstance(row, dict) else row
             for i, row in enumerate(inputs)
         ]
-    return rows_to_tensor(inputs, pre.input_shape[0])
+        numbers_only = False  # values that were named: checked as any other
+    return rows_to_tensor(inputs, pre.input_shape[0], numbers_only=numbers_only)
 
 
 def _record(row: dict[str, Any], index: int, names: list[str]) -> list[Any]:

@@ -91,9 +91,17 @@ class Serving:
         for key in [k for k in self._batchers if k[0] == version_id]:
             del self._batchers[key]
 
-    async def handle(self, project: str, name: str, ref: str | None, inputs: list[Any]) -> Answer:
+    async def handle(
+        self,
+        project: str,
+        name: str,
+        ref: str | None,
+        inputs: list[Any],
+        numbers_only: bool = False,
+    ) -> Answer:
         """One predict request: resolve the version now (an alias moved since is not seen by
-        this request), load it once, batch its rows with other requests', answer."""
+        this request), load it once, batch its rows with other requests', answer.
+        numbers_only: the body held no value but numbers (predictor.rows_to_tensor)."""
         started = time.perf_counter()
         model_metrics: ModelMetrics | None = None
         try:
@@ -108,7 +116,7 @@ class Serving:
                 version = await self.resolve(project, name, ref)
                 model_metrics = self._model_metrics(project, name)
                 bundle = await self.load(version)
-                x = await self._decode(bundle, inputs)
+                x = await self._decode(bundle, inputs, numbers_only)
             batcher = self._batcher(version.key, bundle, model_metrics)
             model_metrics.queue_rows.set(batcher.queued_rows + len(inputs))
             result = await batcher.submit(x)
@@ -128,13 +136,15 @@ class Serving:
         finally:
             self._arriving -= 1
 
-    async def _decode(self, bundle: ModelBundle, inputs: list[Any]) -> torch.Tensor:
+    async def _decode(
+        self, bundle: ModelBundle, inputs: list[Any], numbers_only: bool
+    ) -> torch.Tensor:
         pre, max_pixels = bundle.preprocessor, self.settings.max_predict_pixels
         if pre.kind == "tabular" and len(inputs) * pre.input_shape[0] <= INLINE_VALUES:
             # A few rows of numbers are checked and stacked in tens of microseconds: a thread
             # hop would cost more. More rows, images and text decode on a thread, off the loop.
-            return decode(bundle, inputs, max_pixels)
-        return await run_in_threadpool(decode, bundle, inputs, max_pixels)
+            return decode(bundle, inputs, max_pixels, numbers_only)
+        return await run_in_threadpool(decode, bundle, inputs, max_pixels, numbers_only)
 
     async def load(self, version: ServedVersion) -> ModelBundle:
         bundle = self.cache.peek(version.key)
