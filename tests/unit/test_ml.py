@@ -13,7 +13,7 @@ from app.ml.devices import UnavailableDevice, resolve_device
 from app.ml.preprocessing import Standardizer
 from app.ml.zoo import build_model
 from app.serving.predictor import decode, predict, rows_to_tensor
-from app.serving.service import Serving
+from app.serving.runtime import Serving
 from tests.support import identity_mlp, tabular_bundle
 
 
