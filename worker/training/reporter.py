@@ -13,9 +13,9 @@ from app.core.db import session_scope
 from app.models.base import utcnow
 from app.services import job_state
 from app.services.job_state import Claim
-from worker.training.checkpoints import CheckpointDir, Resume, TrainingState
 from worker.training.lease import CANCEL, DRAIN, LeaseKeeper
 from worker.training.loop import EpochResult
+from worker.training.resume import CheckpointDir, Resume, TrainingState
 
 TIMEOUT = "timeout"
 __all__ = ["CANCEL", "DRAIN", "TIMEOUT", "Reporter"]

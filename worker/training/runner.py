@@ -29,10 +29,10 @@ from app.services.job_state import Claim, LeaseLost
 from worker.data.prepare import TrainingData, load_raw
 from worker.data.stored import load_stored
 from worker.training import setup
-from worker.training.checkpoints import CheckpointDir, TrainingState
 from worker.training.lease import LeaseKeeper
 from worker.training.loop import Diverged, StopRequested, evaluate, fit
 from worker.training.reporter import DRAIN, TIMEOUT, Reporter
+from worker.training.resume import CheckpointDir, TrainingState
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def run_job(job_id: str, settings: Settings) -> None:
         return
     with LeaseKeeper(claim, settings, node_id()) as keeper:
         try:
-            outcome = train(claim, settings, keeper)
+            outcome = train_attempt(claim, settings, keeper)
             if outcome is not None:
                 _finish(claim, outcome)
         except LeaseLost:
@@ -130,7 +130,7 @@ def _finish(claim: Claim, outcome: Outcome) -> None:
         )
 
 
-def train(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outcome | None:
+def train_attempt(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outcome | None:
     """Train the claimed attempt; None when the job went back to the queue instead."""
     spec = JobSpec.model_validate(claim.spec)
     device = resolve_device(spec.training.device)
