@@ -8,8 +8,6 @@ transaction that marks it succeeded.
 """
 
 import logging
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +26,7 @@ from app.services import job_state
 from app.services.job_state import Claim, LeaseLost
 from worker.data.prepare import TrainingData, load_raw
 from worker.data.stored import load_stored
+from worker.node import node_id, process_id
 from worker.training import setup
 from worker.training.lease import LeaseKeeper
 from worker.training.loop import Diverged, StopRequested, evaluate, fit
@@ -48,18 +47,9 @@ class Outcome:
     registered: Callable[[int], str] | None = None
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def node_id() -> str:
-    """The worker (Celery's main process) this pool child belongs to: its row in `workers`."""
-    return f"{socket.gethostname()}:{os.getppid()}"
-
-
 def run_job(job_id: str, settings: Settings) -> None:
     with session_scope() as session:
-        claim = job_state.claim(session, job_id, worker_id(), settings.lease_s)
+        claim = job_state.claim(session, job_id, process_id(), settings.lease_s)
     if claim is None:
         log.info("job %s is not queued; nothing to do (duplicate or stale message)", job_id)
         return
