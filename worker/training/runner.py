@@ -8,7 +8,8 @@ transaction that marks it succeeded.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,50 +74,36 @@ def _failed(claim: Claim, exc: Exception, settings: Settings) -> None:
         _finish(claim, Outcome(JobStatus.failed, f"{type(exc).__name__}: {exc}"))
         return
     log.error("job %s attempt %d ran out of storage: %s", claim.job_id, claim.attempt, exc)
-    _out_of_storage(claim, full.message, settings.storage_retry_s)
-
-
-def _out_of_storage(claim: Claim, reason: str, retry_s: float) -> None:
-    """Not the job's fault: try again later, as the next attempt, resuming from its last
-    checkpoint; once its attempts are spent, fail saying why."""
-    with session_scope() as session:
-        job = job_state.attempts_left(session, claim.job_id)
-    if job <= 0:
-        _finish(claim, Outcome(JobStatus.failed, f"storage_full: {reason}; no attempts left"))
-        return
-    with session_scope() as session:
-        job_state.requeue(
-            session,
-            claim.job_id,
-            claim.attempt,
-            "storage_full",
-            f"storage_full: {reason}; retrying in {retry_s:.0f} s",
-            delay_s=retry_s,
+    # Not the job's fault: job_state tries it again later, or fails it once attempts are spent.
+    with _fenced(claim, "retrying it"), session_scope() as session:
+        job_state.retry_later(
+            session, claim.job_id, claim.attempt, full.message, settings.storage_retry_s
         )
 
 
 def _finish(claim: Claim, outcome: Outcome) -> None:
+    with _fenced(claim, f"marking it {outcome.status}"), session_scope() as session:
+        if outcome.registered is not None:
+            job_state.succeed(
+                session,
+                claim.job_id,
+                claim.attempt,
+                outcome.result,
+                outcome.lineage,
+                outcome.registered,
+            )
+        else:
+            job_state.finish(session, claim.job_id, claim.attempt, outcome.status, outcome.message)
+
+
+@contextmanager
+def _fenced(claim: Claim, what: str) -> Iterator[None]:
+    """A final write that job_state's fence refused: another attempt owns the job now."""
     try:
-        with session_scope() as session:
-            if outcome.registered is not None:
-                job_state.succeed(
-                    session,
-                    claim.job_id,
-                    claim.attempt,
-                    outcome.result,
-                    outcome.lineage,
-                    outcome.registered,
-                )
-            else:
-                job_state.finish(
-                    session, claim.job_id, claim.attempt, outcome.status, outcome.message
-                )
+        yield
     except LeaseLost:
         log.warning(
-            "job %s attempt %d no longer owns the job; not marking it %s",
-            claim.job_id,
-            claim.attempt,
-            outcome.status,
+            "job %s attempt %d no longer owns the job; not %s", claim.job_id, claim.attempt, what
         )
 
 
