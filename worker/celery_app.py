@@ -65,8 +65,7 @@ def _pool_size(consumer: Any) -> int:
 
 @signals.worker_shutting_down.connect
 def _drain(**_: Any) -> None:
-    # Warm shutdown (SIGTERM): the running job sees this within a heartbeat, keeps its last
-    # checkpoint and goes back to the queue, so the pool child ends soon and nothing is lost.
+    # Warm shutdown (SIGTERM): the pool child ends soon and nothing is lost (NodeHeartbeat.drain).
     if _heartbeat is not None:
         _heartbeat.drain()
 

@@ -83,9 +83,13 @@ class NodeHeartbeat:
             log.warning("could not remove worker row %s: %s", self.node_id, exc)
 
     def drain(self) -> None:
-        """A graceful shutdown began: the running job hands itself back to the queue. An
-        upsert, so a SIGTERM that comes before this worker's first heartbeat wrote its row
-        still reaches the job."""
+        """A graceful shutdown began (SIGTERM): mark this node draining, the start of the one
+        drain path. The running job is in a pool child, which Celery's warm shutdown waits
+        for but does not signal; the child's lease renewal already reads the database every
+        heartbeat_s, so it reads this row too (job_state.heartbeat), stops after its next step
+        (worker/training/stop.py) and is requeued from its last checkpoint by the runner.
+        An upsert, so a SIGTERM before this node's first heartbeat wrote its row still
+        reaches the job."""
         with session_scope() as session:
             upsert(
                 session,

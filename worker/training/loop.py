@@ -39,7 +39,8 @@ PRECISE_BN_ROWS = 4096
 
 
 class StopRequested(Exception):
-    """A step hook asked to stop (cancel); the last epoch's checkpoint stands."""
+    """A step hook asked to stop (the reasons: worker/training/stop.py); the last epoch's
+    checkpoint stands."""
 
 
 class Diverged(Exception):

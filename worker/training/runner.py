@@ -31,8 +31,9 @@ from worker.node import node_id, process_id
 from worker.training import setup
 from worker.training.lease import LeaseKeeper
 from worker.training.loop import Diverged, StopRequested, evaluate, fit
-from worker.training.reporter import DRAIN, TIMEOUT, Reporter
+from worker.training.reporter import Reporter
 from worker.training.resume import CheckpointDir, TrainingState
+from worker.training.stop import StopReason
 
 log = logging.getLogger(__name__)
 
@@ -146,23 +147,29 @@ def train_attempt(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outc
 
 
 def _stopped(claim: Claim, reporter: Reporter) -> Outcome | None:
+    """The loop stopped after a step because the reporter asked it to (worker/training/stop.py
+    says where each reason comes from); the last epoch's checkpoint stands."""
     after = f"after epoch {reporter.epoch}" if reporter.epoch else "before its first epoch ended"
-    if reporter.stop_reason == DRAIN:
-        with session_scope() as session:
-            job_state.requeue(
-                session,
-                claim.job_id,
-                claim.attempt,
-                "requeued",
-                f"worker shutting down; its last checkpoint is {after}",
+    match reporter.stop_reason:
+        case StopReason.DRAIN:
+            # The end of a drain: hand the job back now rather than finish it, so the node can
+            # shut down; the next attempt, on any node, resumes from that checkpoint.
+            with session_scope() as session:
+                job_state.requeue(
+                    session,
+                    claim.job_id,
+                    claim.attempt,
+                    "requeued",
+                    f"worker shutting down; its last checkpoint is {after}",
+                )
+            return None
+        case StopReason.TIMEOUT:
+            return Outcome(
+                JobStatus.failed,
+                f"timeout: ran past max_runtime_s={reporter.max_runtime_s:.0f}, {after}",
             )
-        return None
-    if reporter.stop_reason == TIMEOUT:
-        return Outcome(
-            JobStatus.failed,
-            f"timeout: ran past max_runtime_s={reporter.max_runtime_s:.0f}, {after}",
-        )
-    return Outcome(JobStatus.cancelled, f"cancelled while running, {after}")
+        case _:
+            return Outcome(JobStatus.cancelled, f"cancelled while running, {after}")
 
 
 def _maybe_compile(
