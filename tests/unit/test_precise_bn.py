@@ -19,8 +19,8 @@ from app.services.dataset_parsers import UploadOptions
 from tests.dataset_files import zip_bytes
 from worker.data.raw import RawData
 from worker.training import setup
-from worker.training.checkpoints import CheckpointDir, TrainingState
 from worker.training.loop import EpochResult, LoopOptions, evaluate, fit, recompute_batchnorm
+from worker.training.resume import CheckpointDir, TrainingState
 
 CPU = torch.device("cpu")
 SHAPES = ("disc", "square", "diamond")
