@@ -11,10 +11,11 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from app.core import db, queue
+from app.core import db
 from app.core.config import get_settings
 from app.core.migrate import upgrade
 from app.main import create_app
+from app.services import queue
 from tests.support import BIN, REDIS_URL, Proc, base_env, pg_database, wait_until
 
 ADMIN_KEY = f"ts_{secrets.token_urlsafe(24)}"
