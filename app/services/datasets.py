@@ -5,7 +5,6 @@ import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -16,6 +15,8 @@ from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
+from app.datasets.formats import parse_upload
+from app.datasets.parsing import Parsed, UploadOptions, invalid
 from app.ml.checkpoint import sha256_file
 from app.ml.datasets import BUILTINS
 from app.models import Dataset, Job, JobStatus
@@ -23,9 +24,6 @@ from app.models.base import new_id
 from app.schemas.dataset import DataKind, DatasetFormat
 from app.schemas.job import DatasetRef, Task
 from app.services.auth import Principal
-from app.services.dataset_images import parse_images_zip
-from app.services.dataset_npz import parse_npz
-from app.services.dataset_parsers import Parsed, UploadOptions, invalid, parse_csv, parse_text_csv
 from app.services.pagination import paginate
 
 log = logging.getLogger(__name__)
@@ -38,14 +36,6 @@ CHUNK_BYTES = 1 << 20
 # a deleted one's on commit. Kept in session.info like app.core.queue's pending tasks.
 _CREATED = "trainserve_datasets_created"
 _DELETED = "trainserve_datasets_deleted"
-
-Parser = Callable[[BinaryIO, UploadOptions, Settings], Parsed]
-PARSERS: dict[DatasetFormat, Parser] = {
-    DatasetFormat.csv: parse_csv,
-    DatasetFormat.npz: parse_npz,
-    DatasetFormat.images_zip: parse_images_zip,
-    DatasetFormat.text_csv: parse_text_csv,
-}
 
 
 @dataclass(frozen=True)
@@ -118,7 +108,7 @@ def _store(
     source = folder / UPLOAD_FILE
     upload_info = receive(upload, source, settings.max_upload_bytes)
     with open(source, "rb") as fp:
-        parsed = PARSERS[fmt](fp, options, settings)
+        parsed = parse_upload(fmt, fp, options, settings)
     source.unlink()
     write_npz(folder / DATA_FILE, parsed.arrays)
     return parsed, upload_info

@@ -15,13 +15,13 @@ from sqlalchemy import func, select
 
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
+from app.datasets.parsing import UploadOptions
 from app.main import create_app
 from app.ml.checkpoint import sha256_file
 from app.models import Dataset
 from app.schemas.dataset import DataKind, DatasetFormat
 from app.schemas.job import DatasetRef, Task
 from app.services.auth import Principal, create_key
-from app.services.dataset_parsers import UploadOptions
 from app.services.datasets import DatasetInfo, create_dataset, dataset_info, delete_dataset
 from tests.dataset_files import (
     class_images,

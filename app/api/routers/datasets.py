@@ -3,10 +3,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from app.api.deps import Id, JobsRead, JobsWrite, SessionDep, SettingsDep
+from app.datasets.parsing import UploadOptions
 from app.schemas.dataset import DatasetFormat, DatasetPage, DatasetPublic
 from app.schemas.job import TEXT_PATTERN, Task
 from app.services import datasets
-from app.services.dataset_parsers import UploadOptions
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
