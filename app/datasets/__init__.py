@@ -1,2 +1,3 @@
 """Datasets as data, shared by the API and the worker: the upload formats (parsing, csv_upload,
-npz_upload, images_zip_upload, chosen by formats). Nothing here imports torch or FastAPI."""
+npz_upload, images_zip_upload, chosen by formats), and the stored format (stored, the one owner
+of data.npz: written on upload, loaded into raw.RawData to train). Never imports FastAPI."""

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.datasets.parsing import UploadOptions
+from app.datasets.stored import StoredDatasetError, load_stored
 from app.main import create_app
 from app.ml.checkpoint import sha256_file
 from app.models import Dataset
@@ -33,7 +34,6 @@ from tests.dataset_files import (
 )
 from tests.integration.conftest import ADMIN_KEY
 from tests.support import seed_spec
-from worker.data.stored import StoredDatasetError, load_stored
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 CSV = b"a,y\n1,p\n2,q\n"

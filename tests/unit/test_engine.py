@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from app.datasets.raw import RawData
 from app.schemas.dataset import DataKind
 from app.schemas.job import JobSpec
-from worker.data.raw import RawData
 from worker.training.loop import evaluate, fit
 from worker.training.setup import Assembly, assemble
 

@@ -15,9 +15,9 @@ from torch import nn
 from app.core.config import Settings
 from app.datasets.images_zip_upload import parse_images_zip
 from app.datasets.parsing import UploadOptions
+from app.datasets.raw import RawData
 from app.schemas.job import JobSpec, Task
 from tests.dataset_files import zip_bytes
-from worker.data.raw import RawData
 from worker.training import setup
 from worker.training.checkpoints import CheckpointDir, TrainingState
 from worker.training.loop import EpochResult, LoopOptions, evaluate, fit, recompute_batchnorm

@@ -6,9 +6,9 @@ from typing import Any
 import numpy as np
 from sklearn import datasets as skd
 
+from app.datasets.raw import RawData
 from app.ml.datasets import BUILTINS
 from app.schemas.dataset import DataKind
-from worker.data.raw import RawData
 
 _LOADERS: dict[str, Callable[..., Any]] = {
     "iris": skd.load_iris,
