@@ -12,7 +12,7 @@ from app.datasets.raw import RawData
 from app.ml.preprocessing import Preprocessor, Standardizer
 from app.schemas.dataset import DataKind
 from app.schemas.job import Arch, JobSpec, Task
-from worker.data.builtin import load_builtin
+from worker.data.sklearn_builtins import load_builtin
 from worker.data.split import three_way_split
 
 
