@@ -23,7 +23,7 @@ from app.models import Dataset
 from app.schemas.dataset import DataKind, DatasetFormat
 from app.schemas.job import DatasetRef, Task
 from app.services.auth import Principal, create_key
-from app.services.datasets import DatasetInfo, create_dataset, dataset_info, delete_dataset
+from app.services.dataset_catalog import DatasetInfo, create_dataset, dataset_info, delete_dataset
 from tests.dataset_files import (
     class_images,
     csv_bytes,

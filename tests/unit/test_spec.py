@@ -9,7 +9,7 @@ from app.core.errors import Unprocessable
 from app.datasets.builtin import BUILTINS
 from app.schemas.dataset import DataKind
 from app.schemas.job import DatasetRef, JobSpec, Task
-from app.services.datasets import DatasetInfo, dataset_info
+from app.services.dataset_catalog import DatasetInfo, dataset_info
 from app.services.jobs import validate_spec
 from worker.data.sklearn_builtins import load_builtin
 

@@ -1,5 +1,8 @@
-"""Datasets as the API sees them: upload (parse, validate, store), read, list, delete; and what
-a job spec's dataset is (kind, task, input shape) for validating the spec."""
+"""Datasets as the API keeps them: upload (parse, validate, store), read, list, delete, with
+tenancy; and what a job spec's dataset is (kind, task, input shape) for validating the spec.
+
+A service because it owns database rows and their folders within the caller's transaction;
+how a file is parsed, stored and named is app.datasets, which the worker shares."""
 
 import hashlib
 import logging
