@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app.api import errors, metrics
+from app.api import errors, http_metrics
 from app.api.limits import BodySizeLimit
 from app.api.routers import datasets, health, jobs, keys, models, open_inference
 from app.core.config import Settings, get_settings
@@ -18,7 +18,7 @@ from app.core.db import session_scope
 from app.core.migrate import upgrade
 from app.services.auth import ensure_key
 from app.serving import front_door
-from app.serving.service import Serving
+from app.serving.runtime import Serving
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         front_door.FrontDoor, serving=app.state.serving, handler_for=errors.handler_for
     )
-    app.add_middleware(metrics.HttpMetrics)
+    app.add_middleware(http_metrics.HttpMetrics)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_request_bytes,

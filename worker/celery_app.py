@@ -6,8 +6,6 @@ a child starts in milliseconds instead of re-importing torch per job; the parent
 calls into CUDA, so forked children can still use it.
 """
 
-import os
-import socket
 from typing import Any
 
 from celery import Celery, signals
@@ -15,7 +13,7 @@ from celery import Celery, signals
 from app.core.config import get_settings
 from app.core.db import get_engine
 from app.core.queue import celery_config
-from worker.node import NodeHeartbeat, ReaperLoop
+from worker.node import NodeHeartbeat, ReaperLoop, node_id, pin_node_id
 
 
 def create_celery() -> Celery:
@@ -29,6 +27,11 @@ def create_celery() -> Celery:
 
 
 celery = create_celery()
+
+
+@signals.worker_init.connect
+def _pin_node_id(**_: Any) -> None:
+    pin_node_id()  # in the main process, before the pool forks: its children inherit it
 
 
 @signals.worker_init.connect
@@ -48,10 +51,9 @@ _reaper: ReaperLoop | None = None
 @signals.worker_ready.connect
 def _start_supervision(sender: Any = None, **_: Any) -> None:
     global _heartbeat, _reaper
-    node_id = f"{socket.gethostname()}:{os.getpid()}"  # runner.node_id() in its pool children
-    _heartbeat = NodeHeartbeat(node_id, _pool_size(sender))
+    _heartbeat = NodeHeartbeat(node_id(), _pool_size(sender))
     _heartbeat.start()
-    _reaper = ReaperLoop(node_id, get_settings())
+    _reaper = ReaperLoop(node_id(), get_settings())
     _reaper.start()
 
 
@@ -63,8 +65,7 @@ def _pool_size(consumer: Any) -> int:
 
 @signals.worker_shutting_down.connect
 def _drain(**_: Any) -> None:
-    # Warm shutdown (SIGTERM): the running job sees this within a heartbeat, keeps its last
-    # checkpoint and goes back to the queue, so the pool child ends soon and nothing is lost.
+    # Warm shutdown (SIGTERM): the pool child ends soon and nothing is lost (NodeHeartbeat.drain).
     if _heartbeat is not None:
         _heartbeat.drain()
 

@@ -1,12 +1,13 @@
-"""What runs beside the pool in the worker's main process: this worker's row in `workers`
-(what it can train on, whether it is draining) kept fresh by a heartbeat, and the reaper,
-which runs in whichever worker holds the reaper lock.
+"""This worker node: its one identity, and what runs beside the pool in its main process:
+its row in `workers` (what it can train on, whether it is draining) kept fresh by a
+heartbeat, and the reaper, which runs in whichever worker holds the reaper lock.
 
 The CUDA probe runs in a short-lived subprocess: asking torch in this (prefork parent)
 process would initialize CUDA, and children forked after that cannot use it.
 """
 
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -24,6 +25,30 @@ from app.services import reaper
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 15.0
+_node_id: str | None = None
+
+
+def pin_node_id() -> str:
+    """Fix this node's id: host and pid of Celery's main process. Called there at worker_init,
+    before the pool forks, so every pool child inherits this value rather than rebuilding it
+    from a pid of its own (its parent's pid is not the node under a solo pool, for one)."""
+    global _node_id
+    if _node_id is None:
+        _node_id = f"{socket.gethostname()}:{os.getpid()}"
+    return _node_id
+
+
+def node_id() -> str:
+    """This node's id: its row in `workers`, the reaper lock's holder, the drain a job watches."""
+    if _node_id is None:
+        raise RuntimeError("node id asked for before worker_init pinned it")
+    return _node_id
+
+
+def process_id() -> str:
+    """The process training a job now (jobs.worker_id): a pool child of this node, found by
+    its pid (operators and tests signal it)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def probe_cuda_devices() -> int:
@@ -58,9 +83,13 @@ class NodeHeartbeat:
             log.warning("could not remove worker row %s: %s", self.node_id, exc)
 
     def drain(self) -> None:
-        """A graceful shutdown began: the running job hands itself back to the queue. An
-        upsert, so a SIGTERM that comes before this worker's first heartbeat wrote its row
-        still reaches the job."""
+        """A graceful shutdown began (SIGTERM): mark this node draining, the start of the one
+        drain path. The running job is in a pool child, which Celery's warm shutdown waits
+        for but does not signal; the child's lease renewal already reads the database every
+        heartbeat_s, so it reads this row too (job_state.heartbeat), stops after its next step
+        (worker/training/stop.py) and is requeued from its last checkpoint by the runner.
+        An upsert, so a SIGTERM before this node's first heartbeat wrote its row still
+        reaches the job."""
         with session_scope() as session:
             upsert(
                 session,

@@ -11,7 +11,7 @@ from app.core.db import session_scope
 from app.schemas.job import ID_PATTERN, NAME_PATTERN
 from app.schemas.model import REF_PATTERN
 from app.services.auth import PROJECT_HEADER, Principal, authenticate
-from app.serving.service import Serving
+from app.serving.runtime import Serving
 
 
 def get_session() -> Iterator[Session]:

@@ -4,6 +4,10 @@ Tensors live in the safetensors body; everything else (arch arguments, epoch, st
 non-tensor parts of optimizer state) is JSON in its header. Nested state such as an
 optimizer's state_dict is flattened: each tensor gets a dotted key and the JSON skeleton
 holds {"__tensor__": key} where it stood.
+
+"Checkpoint" means this file format wherever the code says it: the worker's resume points
+(worker/training/resume.py) and the model bundles serving loads (app/ml/bundle.py) are
+both written as one.
 """
 
 import hashlib

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.schemas.job import Arch
+from app.core.kinds import Arch
 
 FLOAT_BYTES = 4
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from app.schemas.job import Arch
+from app.core.kinds import Arch
 
 
 def _unpack(input_shape: list[int], rank: int, arch: str) -> list[int]:

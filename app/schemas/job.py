@@ -1,6 +1,5 @@
 """The job spec (DESIGN.md: fixed names; more fields may be added) and the job's public shape."""
 
-import enum
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,25 +13,12 @@ from pydantic import (
     model_validator,
 )
 
+from app.core.kinds import Arch, Task  # the spec names them (re-exported)
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
 # free text stored as given (key and dataset names): no control characters, no NUL
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
-
-
-class Arch(enum.StrEnum):
-    mlp = "mlp"  # tabular (or flattened) features
-    cnn = "cnn"  # images
-    resnet = "resnet"  # images
-    text = "text"  # strings
-
-
-IMAGE_ARCHS = frozenset({Arch.cnn, Arch.resnet})
-
-
-class Task(enum.StrEnum):
-    classification = "classification"
-    regression = "regression"
 
 
 def _weights_form(value: Any) -> str | None:

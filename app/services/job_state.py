@@ -136,6 +136,19 @@ def requeue(
     enqueue_after_commit(session, TRAIN_TASK, [job_id], countdown_s=delay_s)
 
 
+def retry_later(session: Session, job_id: str, attempt: int, reason: str, delay_s: float) -> None:
+    """A failure that is not the job's (storage full): requeue it as the next attempt after
+    delay_s, resuming from its last checkpoint; once its attempts are spent, fail it saying
+    why. Both behind the fence: LeaseLost if this attempt no longer owns the job."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None or attempt >= job.max_attempts:
+        message = f"storage_full: {reason}; no attempts left"
+        finish(session, job_id, attempt, JobStatus.failed, message)
+        return
+    retrying = f"storage_full: {reason}; retrying in {delay_s:.0f} s"
+    requeue(session, job_id, attempt, "storage_full", retrying, delay_s=delay_s)
+
+
 def record_epoch(
     session: Session,
     job_id: str,
@@ -158,11 +171,6 @@ def record_epoch(
     job.metrics = {**(job.metrics or {}), **metrics}
     if report:
         job.report = report
-
-
-def attempts_left(session: Session, job_id: str) -> int:
-    job = session.get(Job, job_id)
-    return 0 if job is None else job.max_attempts - job.attempt
 
 
 def epoch_metrics(session: Session, job_id: str, epoch: int) -> dict[str, float]:

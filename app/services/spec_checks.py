@@ -10,11 +10,12 @@ from sqlalchemy.orm import Session
 from app.core.config import Settings
 from app.core.db import db_now
 from app.core.errors import Unprocessable
+from app.core.kinds import IMAGE_ARCHS, Arch, Task
 from app.ml.footprint import Footprint, estimate
 from app.ml.zoo import arch_options
 from app.models.worker import WORKER_FRESH_S, WorkerNode
 from app.schemas.dataset import DataKind
-from app.schemas.job import IMAGE_ARCHS, Arch, JobSpec, Task
+from app.schemas.job import JobSpec
 from app.services.dataset_catalog import DatasetInfo
 
 ARCH_KINDS = {

@@ -11,7 +11,7 @@ from pathlib import Path
 from app.core.errors import AppError
 from app.ml.bundle import ModelBundle, load_bundle
 from app.ml.checkpoint import CheckpointError, sha256_file
-from app.serving import metrics
+from app.serving import model_metrics
 from app.serving.lookup import VersionKey
 
 
@@ -54,7 +54,7 @@ class ModelCache:
             bundle = self._lookup(key)
             if bundle is None:
                 bundle = self._load(path, key[1])
-                metrics.LOADS.labels(model).inc()
+                model_metrics.LOADS.labels(model).inc()
                 self._insert(key, bundle, model)
             return bundle
 
@@ -107,7 +107,7 @@ class ModelCache:
         del self._models[key]
         self._sizes.pop(key, None)
         self._locks.pop(key, None)
-        metrics.EVICTIONS.labels(self._labels.pop(key, "")).inc()
+        model_metrics.EVICTIONS.labels(self._labels.pop(key, "")).inc()
         self.evictions += 1
 
     def _over_budget(self) -> bool:

@@ -16,7 +16,7 @@ from app.schemas.model import PredictRequest, PredictResponse, predict_response_
 from app.schemas.open_inference import InferRequest, InferResponse
 from app.serving import open_inference
 from app.serving.predictor import check_json_containers
-from app.serving.service import Answer
+from app.serving.runtime import Answer
 
 JSON_TYPES = ("/json", "+json")
 

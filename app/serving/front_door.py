@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.schemas.job import NAME_PATTERN
 from app.schemas.model import REF_PATTERN
 from app.serving.codecs import Codec, OpenInference, Parsed, PredictJson
-from app.serving.service import Serving
+from app.serving.runtime import Serving
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 PATH_PATTERNS = {"name": re.compile(NAME_PATTERN), "ref": re.compile(REF_PATTERN)}

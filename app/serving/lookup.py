@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from app.serving.metrics import model_label
+from app.serving.model_metrics import model_label
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -73,3 +73,22 @@ def test_heartbeat_reports_a_cancel_request(queued_job: str) -> None:
         assert job_state.heartbeat(
             session, queued_job, claim.attempt, 30, {"epoch": 2}
         ).cancel_requested
+
+
+def test_a_storage_retry_requeues_while_attempts_are_left_then_fails(queued_job: str) -> None:
+    with session_scope() as session:
+        session.get(Job, queued_job).max_attempts = 2  # type: ignore[union-attr]
+    first = _claim(queued_job, "w")
+    assert first is not None
+    with session_scope() as session:
+        job_state.retry_later(session, queued_job, first.attempt, "disk", delay_s=0)
+    with session_scope() as session, pytest.raises(LeaseLost):  # the requeued attempt is stale
+        job_state.retry_later(session, queued_job, first.attempt, "disk", delay_s=0)
+    second = _claim(queued_job, "w")
+    assert second is not None and second.attempt == 2
+    with session_scope() as session:
+        job_state.retry_later(session, queued_job, second.attempt, "disk", delay_s=0)
+    with session_scope() as session:
+        job = session.get(Job, queued_job)
+        assert job is not None and job.status == JobStatus.failed
+        assert job.status_message == "storage_full: disk; no attempts left"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.ml.checkpoint import sha256_file
-from app.serving import metrics
+from app.serving import model_metrics
 from app.serving.cache import ModelCache, ModelUnavailable, bundle_bytes
 from tests.support import identity_mlp, tabular_bundle
 
@@ -56,7 +56,9 @@ def test_loads_and_evictions_are_counted_per_model(tmp_path: Path) -> None:
 
 
 def _count(kind: str, model: str) -> float:
-    value = metrics.REGISTRY.get_sample_value(f"trainserve_model_{kind}_total", {"model": model})
+    value = model_metrics.REGISTRY.get_sample_value(
+        f"trainserve_model_{kind}_total", {"model": model}
+    )
     return value or 0.0
 
 

@@ -1,11 +1,11 @@
-"""An open /metrics sums per-model series over their models (app/api/metrics.py): the sums must
+"""An open /metrics sums per-model series over their models (app/core/prometheus.py): the sums must
 be exact (a scraper's rates and quantiles rest on them) and no tenant label may survive."""
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.api.metrics import WithoutTenants
+from app.core.prometheus import WithoutTenants
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

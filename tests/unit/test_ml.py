@@ -13,7 +13,7 @@ from app.ml.devices import UnavailableDevice, resolve_device
 from app.ml.preprocessing import Standardizer
 from app.ml.zoo import build_model
 from app.serving.predictor import decode, predict, rows_to_tensor
-from app.serving.service import Serving
+from app.serving.runtime import Serving
 from tests.support import identity_mlp, tabular_bundle
 
 
@@ -57,13 +57,16 @@ def test_device_auto_takes_the_gpu_only_when_there_is_one() -> None:
     assert resolve_device("auto").type == expected
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.skipif(
+    torch.cuda.is_available(),
+    reason="waits for a machine without a CUDA GPU: with one, serving on cuda starts",
+)
 def test_serving_on_cuda_without_a_gpu_is_refused_at_start() -> None:
     with pytest.raises(UnavailableDevice, match="TRAINSERVE_SERVE_DEVICE asks for device 'cuda'"):
         Serving(Settings(serve_device="cuda"))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.gpu
 def test_a_version_served_on_the_gpu_answers_as_on_the_cpu(tmp_path: Path) -> None:
     cpu = identity_bundle(tmp_path)
     gpu = load_bundle(tmp_path / "m.safetensors", "cuda")

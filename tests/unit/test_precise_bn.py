@@ -19,8 +19,8 @@ from app.datasets.raw import RawData
 from app.schemas.job import JobSpec, Task
 from tests.dataset_files import zip_bytes
 from worker.training import setup
-from worker.training.checkpoints import CheckpointDir, TrainingState
 from worker.training.loop import EpochResult, LoopOptions, evaluate, fit, recompute_batchnorm
+from worker.training.resume import CheckpointDir, TrainingState
 
 CPU = torch.device("cpu")
 SHAPES = ("disc", "square", "diamond")

@@ -12,7 +12,6 @@ from app.schemas.job import JobSpec, Task
 from worker.data.prepare import prepare
 from worker.data.sklearn_builtins import load_builtin
 from worker.data.split import split_indices
-from worker.training.checkpoints import CheckpointDir, Resume, TrainingState
 from worker.training.loop import (
     Diverged,
     EpochResult,
@@ -22,6 +21,7 @@ from worker.training.loop import (
     evaluate,
     fit,
 )
+from worker.training.resume import CheckpointDir, Resume, TrainingState
 
 
 def blobs(n: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

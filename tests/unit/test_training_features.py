@@ -9,7 +9,6 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from sklearn.utils.class_weight import compute_class_weight
 
 from app.schemas.job import AugmentConfig, EarlyStoppingConfig, ScheduleConfig
-from worker.training.metrics import classification_metrics, regression_metrics
 from worker.training.regularize import (
     EarlyStopping,
     augment_images,
@@ -17,15 +16,16 @@ from worker.training.regularize import (
     class_weights,
 )
 from worker.training.schedule import LrSchedule
+from worker.training.scores import classification_scores, regression_scores
 
 
-def test_classification_metrics_match_scikit_learn() -> None:
+def test_classification_scores_match_scikit_learn() -> None:
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 4, (300,), generator=g)
     logits = torch.randn(300, 4, generator=g)
     logits[torch.arange(300), y] += 1.0  # better than chance, imperfect
     logits[:, 3] -= 10  # class 3 is never predicted: its precision is 0, not NaN
-    scalars, report = classification_metrics(logits, y, ["a", "b", "c", "d"], "val")
+    scalars, report = classification_scores(logits, y, ["a", "b", "c", "d"], "val")
     pred = logits.argmax(1).numpy()
     p, r, f, support = precision_recall_fscore_support(
         y.numpy(), pred, labels=[0, 1, 2, 3], zero_division=0
@@ -42,10 +42,10 @@ def test_classification_metrics_match_scikit_learn() -> None:
     assert report["per_class"]["b"]["support"] == int(support[1])
 
 
-def test_regression_metrics_are_in_target_units() -> None:
+def test_regression_scores_are_in_target_units() -> None:
     y = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
     pred = y + 0.5
-    m = regression_metrics(pred, y, target_std=10.0, prefix="test")
+    m = regression_scores(pred, y, target_std=10.0, prefix="test")
     assert m["test_mae"] == pytest.approx(5.0) and m["test_mse"] == pytest.approx(25.0)
     assert m["test_r2"] == pytest.approx(1 - 0.25 / 1.25)
 

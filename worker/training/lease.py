@@ -19,10 +19,9 @@ from app.core.config import Settings
 from app.core.db import session_scope
 from app.services import job_state
 from app.services.job_state import Claim, LeaseLost
+from worker.training.stop import StopReason
 
 log = logging.getLogger(__name__)
-
-CANCEL, DRAIN = "cancel", "drain"
 
 
 class LeaseKeeper:
@@ -35,7 +34,7 @@ class LeaseKeeper:
     ) -> None:
         self.claim, self.settings, self.node_id = claim, settings, node_id
         self.progress = progress  # read on each renewal: what GET /v1/jobs/{id} shows
-        self.stop_reason: str | None = None  # CANCEL or DRAIN, once a renewal saw it
+        self.stop_reason: StopReason | None = None  # CANCEL or DRAIN, once a renewal saw it
         self.lost = threading.Event()  # the job moved on without this attempt
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease", daemon=True)
@@ -74,9 +73,9 @@ class LeaseKeeper:
             log.warning("lease renewal of job %s failed: %s", self.claim.job_id, exc)
             return
         if control.cancel_requested:
-            self.stop_reason = CANCEL
+            self.stop_reason = StopReason.CANCEL
         elif control.draining and self.stop_reason is None:
-            self.stop_reason = DRAIN
+            self.stop_reason = StopReason.DRAIN  # this node is shutting down (worker/node.py)
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_s) and not self.lost.is_set():

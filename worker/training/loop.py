@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from app.schemas.job import Task
-from worker.training.metrics import classification_metrics, regression_metrics
 from worker.training.regularize import EarlyStopping
 from worker.training.schedule import LrSchedule
+from worker.training.scores import classification_scores, regression_scores
 
 # Called after every step with the rows it trained; returning True asks the loop to stop.
 StepHook = Callable[[int], bool]
@@ -39,7 +39,8 @@ PRECISE_BN_ROWS = 4096
 
 
 class StopRequested(Exception):
-    """A step hook asked to stop (cancel); the last epoch's checkpoint stands."""
+    """A step hook asked to stop (the reasons: worker/training/stop.py); the last epoch's
+    checkpoint stands."""
 
 
 class Diverged(Exception):
@@ -228,9 +229,9 @@ def evaluate(
     scalars = {f"{prefix}_loss": loss_fn(out, y).item()}
     if opts.task == Task.classification:
         assert opts.classes is not None
-        task_scalars, report = classification_metrics(out, y, opts.classes, prefix)
+        task_scalars, report = classification_scores(out, y, opts.classes, prefix)
         return scalars | task_scalars, report
-    return scalars | regression_metrics(out, y, opts.target_std, prefix), {}
+    return scalars | regression_scores(out, y, opts.target_std, prefix), {}
 
 
 def _check_finite(metrics: dict[str, float], epoch: int, step: int) -> None:

@@ -13,12 +13,10 @@ from app.core.db import session_scope
 from app.models.base import utcnow
 from app.services import job_state
 from app.services.job_state import Claim
-from worker.training.checkpoints import CheckpointDir, Resume, TrainingState
-from worker.training.lease import CANCEL, DRAIN, LeaseKeeper
+from worker.training.lease import LeaseKeeper
 from worker.training.loop import EpochResult
-
-TIMEOUT = "timeout"
-__all__ = ["CANCEL", "DRAIN", "TIMEOUT", "Reporter"]
+from worker.training.resume import CheckpointDir, Resume, TrainingState
+from worker.training.stop import StopReason
 
 
 class Reporter:
@@ -52,9 +50,9 @@ class Reporter:
         }
 
     @property
-    def stop_reason(self) -> str | None:
+    def stop_reason(self) -> StopReason | None:
         if self._timed_out:
-            return TIMEOUT
+            return StopReason.TIMEOUT
         return self.keeper.stop_reason if self.keeper is not None else None
 
     def on_step(self, rows: int) -> bool:

@@ -8,9 +8,8 @@ transaction that marks it succeeded.
 """
 
 import logging
-import os
-import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +27,13 @@ from app.schemas.job import JobSpec
 from app.services import job_state
 from app.services.job_state import Claim, LeaseLost
 from worker.data.prepare import TrainingData, load_raw
+from worker.node import node_id, process_id
 from worker.training import setup
-from worker.training.checkpoints import CheckpointDir, TrainingState
 from worker.training.lease import LeaseKeeper
 from worker.training.loop import Diverged, StopRequested, evaluate, fit
-from worker.training.reporter import DRAIN, TIMEOUT, Reporter
+from worker.training.reporter import Reporter
+from worker.training.resume import CheckpointDir, TrainingState
+from worker.training.stop import StopReason
 
 log = logging.getLogger(__name__)
 
@@ -48,24 +49,15 @@ class Outcome:
     registered: Callable[[int], str] | None = None
 
 
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def node_id() -> str:
-    """The worker (Celery's main process) this pool child belongs to: its row in `workers`."""
-    return f"{socket.gethostname()}:{os.getppid()}"
-
-
 def run_job(job_id: str, settings: Settings) -> None:
     with session_scope() as session:
-        claim = job_state.claim(session, job_id, worker_id(), settings.lease_s)
+        claim = job_state.claim(session, job_id, process_id(), settings.lease_s)
     if claim is None:
         log.info("job %s is not queued; nothing to do (duplicate or stale message)", job_id)
         return
     with LeaseKeeper(claim, settings, node_id()) as keeper:
         try:
-            outcome = train(claim, settings, keeper)
+            outcome = train_attempt(claim, settings, keeper)
             if outcome is not None:
                 _finish(claim, outcome)
         except LeaseLost:
@@ -83,54 +75,40 @@ def _failed(claim: Claim, exc: Exception, settings: Settings) -> None:
         _finish(claim, Outcome(JobStatus.failed, f"{type(exc).__name__}: {exc}"))
         return
     log.error("job %s attempt %d ran out of storage: %s", claim.job_id, claim.attempt, exc)
-    _out_of_storage(claim, full.message, settings.storage_retry_s)
-
-
-def _out_of_storage(claim: Claim, reason: str, retry_s: float) -> None:
-    """Not the job's fault: try again later, as the next attempt, resuming from its last
-    checkpoint; once its attempts are spent, fail saying why."""
-    with session_scope() as session:
-        job = job_state.attempts_left(session, claim.job_id)
-    if job <= 0:
-        _finish(claim, Outcome(JobStatus.failed, f"storage_full: {reason}; no attempts left"))
-        return
-    with session_scope() as session:
-        job_state.requeue(
-            session,
-            claim.job_id,
-            claim.attempt,
-            "storage_full",
-            f"storage_full: {reason}; retrying in {retry_s:.0f} s",
-            delay_s=retry_s,
+    # Not the job's fault: job_state tries it again later, or fails it once attempts are spent.
+    with _fenced(claim, "retrying it"), session_scope() as session:
+        job_state.retry_later(
+            session, claim.job_id, claim.attempt, full.message, settings.storage_retry_s
         )
 
 
 def _finish(claim: Claim, outcome: Outcome) -> None:
+    with _fenced(claim, f"marking it {outcome.status}"), session_scope() as session:
+        if outcome.registered is not None:
+            job_state.succeed(
+                session,
+                claim.job_id,
+                claim.attempt,
+                outcome.result,
+                outcome.lineage,
+                outcome.registered,
+            )
+        else:
+            job_state.finish(session, claim.job_id, claim.attempt, outcome.status, outcome.message)
+
+
+@contextmanager
+def _fenced(claim: Claim, what: str) -> Iterator[None]:
+    """A final write that job_state's fence refused: another attempt owns the job now."""
     try:
-        with session_scope() as session:
-            if outcome.registered is not None:
-                job_state.succeed(
-                    session,
-                    claim.job_id,
-                    claim.attempt,
-                    outcome.result,
-                    outcome.lineage,
-                    outcome.registered,
-                )
-            else:
-                job_state.finish(
-                    session, claim.job_id, claim.attempt, outcome.status, outcome.message
-                )
+        yield
     except LeaseLost:
         log.warning(
-            "job %s attempt %d no longer owns the job; not marking it %s",
-            claim.job_id,
-            claim.attempt,
-            outcome.status,
+            "job %s attempt %d no longer owns the job; not %s", claim.job_id, claim.attempt, what
         )
 
 
-def train(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outcome | None:
+def train_attempt(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outcome | None:
     """Train the claimed attempt; None when the job went back to the queue instead."""
     spec = JobSpec.model_validate(claim.spec)
     device = resolve_device(spec.training.device)
@@ -169,23 +147,29 @@ def train(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outcome | No
 
 
 def _stopped(claim: Claim, reporter: Reporter) -> Outcome | None:
+    """The loop stopped after a step because the reporter asked it to (worker/training/stop.py
+    says where each reason comes from); the last epoch's checkpoint stands."""
     after = f"after epoch {reporter.epoch}" if reporter.epoch else "before its first epoch ended"
-    if reporter.stop_reason == DRAIN:
-        with session_scope() as session:
-            job_state.requeue(
-                session,
-                claim.job_id,
-                claim.attempt,
-                "requeued",
-                f"worker shutting down; its last checkpoint is {after}",
+    match reporter.stop_reason:
+        case StopReason.DRAIN:
+            # The end of a drain: hand the job back now rather than finish it, so the node can
+            # shut down; the next attempt, on any node, resumes from that checkpoint.
+            with session_scope() as session:
+                job_state.requeue(
+                    session,
+                    claim.job_id,
+                    claim.attempt,
+                    "requeued",
+                    f"worker shutting down; its last checkpoint is {after}",
+                )
+            return None
+        case StopReason.TIMEOUT:
+            return Outcome(
+                JobStatus.failed,
+                f"timeout: ran past max_runtime_s={reporter.max_runtime_s:.0f}, {after}",
             )
-        return None
-    if reporter.stop_reason == TIMEOUT:
-        return Outcome(
-            JobStatus.failed,
-            f"timeout: ran past max_runtime_s={reporter.max_runtime_s:.0f}, {after}",
-        )
-    return Outcome(JobStatus.cancelled, f"cancelled while running, {after}")
+        case _:
+            return Outcome(JobStatus.cancelled, f"cancelled while running, {after}")
 
 
 def _maybe_compile(

@@ -4,11 +4,10 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from app.api import metrics
 from app.api.deps import SessionDep, SettingsDep
 from app.core.config import get_settings
 from app.schemas.key import Scope
-from app.services import health
+from app.services import health, scrape
 from app.services.auth import authenticate
 
 router = APIRouter(tags=["operations"])
@@ -47,5 +46,5 @@ def scraper(
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
 )
 def prometheus(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    body = metrics.render(session, request.app.state.serving.cache, settings.metrics_open)
+    body = scrape.render(session, request.app.state.serving.cache, settings.metrics_open)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

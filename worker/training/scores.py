@@ -1,4 +1,6 @@
-"""Evaluation metrics, computed from logits on the device with one host sync per call.
+"""Scores of a model's predictions, computed from logits on the device with one host sync
+per call. Named scores, not metrics: "metrics" elsewhere means the HTTP and Prometheus
+counters (app/api/metrics.py); these are what a job records as its metrics per epoch.
 
 Classification: accuracy, precision / recall / F1 (macro and per class; a class never
 predicted or never present scores 0, as scikit-learn's zero_division=0), and the confusion
@@ -10,7 +12,7 @@ from typing import Any
 import torch
 
 
-def classification_metrics(
+def classification_scores(
     logits: torch.Tensor, y: torch.Tensor, classes: list[Any], prefix: str
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """logits (N, K), y (N,) → (scalar metrics, report with the confusion matrix)."""
@@ -46,7 +48,7 @@ def classification_metrics(
     return scalars, report
 
 
-def regression_metrics(
+def regression_scores(
     pred: torch.Tensor, y: torch.Tensor, target_std: float, prefix: str
 ) -> dict[str, float]:
     """pred, y: (N, 1) standardized targets; target_std turns errors back into target units."""

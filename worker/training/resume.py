@@ -1,5 +1,9 @@
-"""A job's training checkpoints, one folder per attempt: attempt-N/epoch-NNNN.safetensors (the
-last k kept), attempt-N/best.safetensors (early stopping) and attempt-N/model.safetensors.
+"""Resume: a job's training checkpoints, one folder per attempt, and how an attempt carries on
+from the newest one. The file each is written as is app/ml/checkpoint.py (the format, shared
+with serving); this module decides what goes in it and which one a resume reads.
+
+Layout: attempt-N/epoch-NNNN.safetensors (the last k kept), attempt-N/best.safetensors
+(early stopping) and attempt-N/model.safetensors.
 
 Each attempt writes only its own folder, so an attempt that was reaped but still runs cannot
 touch what the next attempt resumes from or registers. An attempt resumes from the newest

@@ -23,7 +23,7 @@ from app.services.auth import PROJECT_HEADER, Principal
 from app.serving.batcher import Batcher, BatchPolicy
 from app.serving.cache import ModelCache
 from app.serving.lookup import ServedVersion, TtlCache, VersionKey
-from app.serving.metrics import ModelMetrics, model_label
+from app.serving.model_metrics import ModelMetrics, model_label
 from app.serving.predictor import INLINE_VALUES, Prediction, decode, predict
 
 UNRESOLVED = "-"  # the metrics label of requests that named no model we serve (bounded series)

@@ -1,11 +1,9 @@
 """Per-model serving metrics, on the process-wide Prometheus registry of /metrics."""
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-REGISTRY = CollectorRegistry()
-# Labels whose values name a tenant's model or project. An open /metrics
-# (TRAINSERVE_METRICS_OPEN) sums them away (app/api/metrics.py), whatever values they hold.
-TENANT_LABELS = frozenset({"model", "project"})
+from app.core.prometheus import REGISTRY
+
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
