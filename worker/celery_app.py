@@ -12,7 +12,7 @@ from celery import Celery, signals
 
 from app.core.config import get_settings
 from app.core.db import get_engine
-from app.core.queue import celery_config
+from app.services.queue import celery_config
 from worker.node import NodeHeartbeat, ReaperLoop, node_id, pin_node_id
 
 

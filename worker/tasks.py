@@ -7,8 +7,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.config import get_settings
 from app.core.db import session_scope
-from app.core.queue import TRAIN_TASK
 from app.services import job_state
+from app.services.queue import TRAIN_TASK
 from worker.celery_app import celery
 
 log = logging.getLogger(__name__)

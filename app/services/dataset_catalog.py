@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 UPLOAD_FILE = "upload.tmp"
 CHUNK_BYTES = 1 << 20
 # Folders to remove when the transaction ends the other way: a created dataset's on rollback,
-# a deleted one's on commit. Kept in session.info like app.core.queue's pending tasks.
+# a deleted one's on commit. Kept in session.info like app.services.queue's pending tasks.
 _CREATED = "trainserve_datasets_created"
 _DELETED = "trainserve_datasets_deleted"
 

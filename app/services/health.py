@@ -9,7 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.queue import producer
+from app.services.queue import producer
 
 log = logging.getLogger(__name__)
 

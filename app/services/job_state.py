@@ -14,10 +14,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.core.db import db_now, execute_update
-from app.core.queue import TRAIN_TASK, enqueue_after_commit
 from app.models import Job, JobEvent, JobMetric, JobStatus, WorkerNode
 from app.models.base import utcnow
 from app.services import registry
+from app.services.queue import TRAIN_TASK, enqueue_after_commit
 
 
 class LeaseLost(Exception):

@@ -8,7 +8,6 @@ from sqlalchemy.orm import Session
 from app.core.config import Settings
 from app.core.db import db_now, execute_update, insert_or_ignore, serialize
 from app.core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
-from app.core.queue import TRAIN_TASK, enqueue_after_commit
 from app.models import TERMINAL, Job, JobEvent, JobMetric, JobStatus
 from app.models.base import new_id, utcnow
 from app.schemas.job import JobSpec
@@ -17,6 +16,7 @@ from app.services.auth import Principal
 from app.services.dataset_catalog import dataset_info
 from app.services.job_state import add_event
 from app.services.pagination import paginate
+from app.services.queue import TRAIN_TASK, enqueue_after_commit
 
 
 def _invalid(field: str, message: str) -> Unprocessable:

@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.db import db_now, execute_update
-from app.core.queue import TRAIN_TASK, enqueue_after_commit
 from app.models import Job, JobStatus, LeaderLock, WorkerNode
 from app.models.base import UTCDateTime, utcnow
 from app.models.worker import WORKER_FRESH_S
 from app.services.job_state import add_event
+from app.services.queue import TRAIN_TASK, enqueue_after_commit
 
 LOCK = "reaper"
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from app.core.config import get_settings
 from app.core.db import session_scope
-from app.core.queue import TRAIN_TASK, send_task
 from app.models import Job
 from app.schemas.job import JobSpec
 from app.services import jobs
 from app.services.auth import Principal
+from app.services.queue import TRAIN_TASK, send_task
 from tests.integration.conftest import start_worker
 from tests.support import Proc, seed_spec, version_query, wait_until
 
