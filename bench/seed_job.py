@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from app.ml.preprocessing import Standardizer
 from app.ml.zoo import build_mlp
 from app.schemas.job import Task
-from worker.data.builtin import load_builtin
+from worker.data.sklearn_builtins import load_builtin
 from worker.data.split import split_indices
 from worker.training.loop import EpochResult, LoopOptions, Splits, fit
 

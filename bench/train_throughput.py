@@ -29,10 +29,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from app.datasets.raw import RawData
 from app.ml.devices import resolve_device
 from app.schemas.dataset import DataKind
 from app.schemas.job import JobSpec
-from worker.data.raw import RawData
 from worker.training.loop import EpochResult, StepHook, fit
 from worker.training.setup import assemble
 

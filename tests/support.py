@@ -166,7 +166,7 @@ def held_out_digits(
     validation_split: float = 0.1, seed: int = 0
 ) -> tuple[list[list[float]], list[Any]]:
     """The rows a seed job on digits held out, with their labels."""
-    from worker.data.builtin import load_builtin
+    from worker.data.sklearn_builtins import load_builtin
     from worker.data.split import split_indices
 
     raw = load_builtin("digits")

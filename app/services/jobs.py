@@ -13,7 +13,7 @@ from app.models.base import new_id, utcnow
 from app.schemas.job import JobSpec
 from app.services import spec_checks
 from app.services.auth import Principal
-from app.services.datasets import dataset_info
+from app.services.dataset_catalog import dataset_info
 from app.services.job_state import add_event
 from app.services.pagination import paginate
 from app.services.queue import TRAIN_TASK, enqueue_after_commit

@@ -16,7 +16,7 @@ from app.ml.zoo import arch_options
 from app.models.worker import WORKER_FRESH_S, WorkerNode
 from app.schemas.dataset import DataKind
 from app.schemas.job import JobSpec
-from app.services.datasets import DatasetInfo
+from app.services.dataset_catalog import DatasetInfo
 
 ARCH_KINDS = {
     Arch.mlp: {DataKind.tabular, DataKind.image},

@@ -15,14 +15,15 @@ from sqlalchemy import func, select
 
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
+from app.datasets.parsing import UploadOptions
+from app.datasets.stored import StoredDatasetError, load_stored
 from app.main import create_app
 from app.ml.checkpoint import sha256_file
 from app.models import Dataset
 from app.schemas.dataset import DataKind, DatasetFormat
 from app.schemas.job import DatasetRef, Task
 from app.services.auth import Principal, create_key
-from app.services.dataset_parsers import UploadOptions
-from app.services.datasets import DatasetInfo, create_dataset, dataset_info, delete_dataset
+from app.services.dataset_catalog import DatasetInfo, create_dataset, dataset_info, delete_dataset
 from tests.dataset_files import (
     class_images,
     csv_bytes,
@@ -33,7 +34,6 @@ from tests.dataset_files import (
 )
 from tests.integration.conftest import ADMIN_KEY
 from tests.support import seed_spec
-from worker.data.stored import StoredDatasetError, load_stored
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 CSV = b"a,y\n1,p\n2,q\n"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from app.datasets.stored import write_stored
 from app.ml import checkpoint
-from app.services.datasets import write_npz
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_a_dataset_file_is_durable_in_its_new_folder(
 ) -> None:
     folder = tmp_path / "datasets" / "d1"
     folder.mkdir(parents=True)  # as create_dataset makes it
-    write_npz(folder / "data.npz", {"x": np.zeros((2, 2)), "y": np.arange(2)})
+    write_stored(folder / "data.npz", {"x": np.zeros((2, 2)), "y": np.arange(2)})
     assert events == [
         ("fsync", f"{folder}/data.npz.tmp"),
         ("replace", f"{folder}/data.npz"),

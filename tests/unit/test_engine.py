@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from app.datasets.raw import RawData
 from app.schemas.dataset import DataKind
 from app.schemas.job import JobSpec
-from worker.data.raw import RawData
 from worker.training.loop import evaluate, fit
 from worker.training.setup import Assembly, assemble
 
@@ -125,7 +125,7 @@ def test_text_models_beat_the_majority_class(encoder: str) -> None:
 
 
 def test_regression_beats_the_mean_and_reports_r2() -> None:
-    from worker.data.builtin import load_builtin
+    from worker.data.sklearn_builtins import load_builtin
 
     job = spec(
         dataset={"builtin": "diabetes"},
@@ -212,7 +212,7 @@ def test_early_stopping_stops_and_remembers_the_best_epoch() -> None:
 
 
 def test_bf16_precision_trains() -> None:
-    from worker.data.builtin import load_builtin
+    from worker.data.sklearn_builtins import load_builtin
 
     _, metrics = run(
         spec(dataset={"builtin": "digits"}, training={"epochs": 5, "precision": "bf16"}),
@@ -222,7 +222,7 @@ def test_bf16_precision_trains() -> None:
 
 
 def test_test_split_is_held_out_and_scored() -> None:
-    from worker.data.builtin import load_builtin
+    from worker.data.sklearn_builtins import load_builtin
 
     a, _ = run(
         spec(dataset={"builtin": "digits"}, training={"epochs": 3, "test_split": 0.2}),

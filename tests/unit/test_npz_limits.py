@@ -11,8 +11,8 @@ import pytest
 
 from app.core.config import Settings
 from app.core.errors import AppError
-from app.services.dataset_npz import parse_npz, read_npz
-from app.services.dataset_parsers import UploadOptions
+from app.datasets.npz_upload import parse_npz, read_npz
+from app.datasets.parsing import UploadOptions
 from tests.npz_files import Member, member, npy_bytes, npy_header, zeros_member, zip_of
 
 SMALL = Settings(max_dataset_bytes=1_000_000)

@@ -13,11 +13,11 @@ from PIL import Image
 from torch import nn
 
 from app.core.config import Settings
+from app.datasets.images_zip_upload import parse_images_zip
+from app.datasets.parsing import UploadOptions
+from app.datasets.raw import RawData
 from app.schemas.job import JobSpec, Task
-from app.services.dataset_images import parse_images_zip
-from app.services.dataset_parsers import UploadOptions
 from tests.dataset_files import zip_bytes
-from worker.data.raw import RawData
 from worker.training import setup
 from worker.training.loop import EpochResult, LoopOptions, evaluate, fit, recompute_batchnorm
 from worker.training.resume import CheckpointDir, TrainingState

@@ -6,12 +6,12 @@ from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.errors import Unprocessable
-from app.ml.datasets import BUILTINS
+from app.datasets.builtin import BUILTINS
 from app.schemas.dataset import DataKind
 from app.schemas.job import DatasetRef, JobSpec, Task
-from app.services.datasets import DatasetInfo, dataset_info
+from app.services.dataset_catalog import DatasetInfo, dataset_info
 from app.services.jobs import validate_spec
-from worker.data.builtin import load_builtin
+from worker.data.sklearn_builtins import load_builtin
 
 # A session bound to no database: validating a builtin spec must not need one (any query
 # would raise UnboundExecutionError). Specs naming an uploaded dataset are tested in

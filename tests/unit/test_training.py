@@ -9,8 +9,8 @@ from torch import nn
 
 from app.ml.zoo import build_model
 from app.schemas.job import JobSpec, Task
-from worker.data.builtin import load_builtin
 from worker.data.prepare import prepare
+from worker.data.sklearn_builtins import load_builtin
 from worker.data.split import split_indices
 from worker.training.loop import (
     Diverged,

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from app.datasets.raw import RawData
 from app.ml.preprocessing import Preprocessor, Standardizer
 from app.schemas.dataset import DataKind
 from app.schemas.job import Arch, JobSpec, Task
-from worker.data.builtin import load_builtin
-from worker.data.raw import RawData
+from worker.data.sklearn_builtins import load_builtin
 from worker.data.split import three_way_split
 
 

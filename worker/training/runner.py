@@ -19,6 +19,7 @@ from torch import nn
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.core.errors import storage_full
+from app.datasets.stored import load_stored
 from app.ml.bundle import ModelBundle
 from app.ml.devices import resolve_device
 from app.models import JobStatus
@@ -26,7 +27,6 @@ from app.schemas.job import JobSpec
 from app.services import job_state
 from app.services.job_state import Claim, LeaseLost
 from worker.data.prepare import TrainingData, load_raw
-from worker.data.stored import load_stored
 from worker.node import node_id, process_id
 from worker.training import setup
 from worker.training.lease import LeaseKeeper

@@ -7,10 +7,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from app.datasets.raw import RawData
 from app.ml.zoo import arch_options, build_model
 from app.schemas.job import JobSpec, Task
 from worker.data.prepare import TrainingData, prepare
-from worker.data.raw import RawData
 from worker.training.loop import LoopOptions, Splits, Transform
 from worker.training.regularize import (
     EarlyStopping,

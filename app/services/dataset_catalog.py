@@ -1,51 +1,41 @@
-"""Datasets as the API sees them: upload (parse, validate, store), read, list, delete; and what
-a job spec's dataset is (kind, task, input shape) for validating the spec."""
+"""Datasets as the API keeps them: upload (parse, validate, store), read, list, delete, with
+tenancy; and what a job spec's dataset is (kind, task, input shape) for validating the spec.
+
+A service because it owns database rows and their folders within the caller's transaction;
+how a file is parsed, stored and named is app.datasets, which the worker shares."""
 
 import hashlib
 import logging
-import os
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
+from app.datasets.builtin import BUILTINS
+from app.datasets.formats import parse_upload
+from app.datasets.parsing import Parsed, UploadOptions, invalid
+from app.datasets.stored import DATA_FILE, dataset_folder, relative_path, write_stored
 from app.ml.checkpoint import sha256_file
-from app.ml.datasets import BUILTINS
 from app.models import Dataset, Job, JobStatus
 from app.models.base import new_id
 from app.schemas.dataset import DataKind, DatasetFormat
 from app.schemas.job import DatasetRef, Task
 from app.services.auth import Principal
-from app.services.dataset_images import parse_images_zip
-from app.services.dataset_npz import parse_npz
-from app.services.dataset_parsers import Parsed, UploadOptions, invalid, parse_csv, parse_text_csv
 from app.services.pagination import paginate
 
 log = logging.getLogger(__name__)
 
-DATASETS_DIR = "datasets"
-DATA_FILE = "data.npz"
 UPLOAD_FILE = "upload.tmp"
 CHUNK_BYTES = 1 << 20
 # Folders to remove when the transaction ends the other way: a created dataset's on rollback,
 # a deleted one's on commit. Kept in session.info like app.services.queue's pending tasks.
 _CREATED = "trainserve_datasets_created"
 _DELETED = "trainserve_datasets_deleted"
-
-Parser = Callable[[BinaryIO, UploadOptions, Settings], Parsed]
-PARSERS: dict[DatasetFormat, Parser] = {
-    DatasetFormat.csv: parse_csv,
-    DatasetFormat.npz: parse_npz,
-    DatasetFormat.images_zip: parse_images_zip,
-    DatasetFormat.text_csv: parse_text_csv,
-}
 
 
 @dataclass(frozen=True)
@@ -60,15 +50,6 @@ class DatasetInfo:
     @property
     def n_classes(self) -> int | None:
         return len(self.classes) if self.classes is not None else None
-
-
-def relative_path(dataset_id: str) -> str:
-    # Built from the server's id only: a user's name never reaches the filesystem.
-    return f"{DATASETS_DIR}/{dataset_id}/{DATA_FILE}"
-
-
-def dataset_folder(settings: Settings, dataset_id: str) -> Path:
-    return settings.artifacts_dir / DATASETS_DIR / dataset_id
 
 
 # --- upload ---------------------------------------------------------------------------------
@@ -118,9 +99,9 @@ def _store(
     source = folder / UPLOAD_FILE
     upload_info = receive(upload, source, settings.max_upload_bytes)
     with open(source, "rb") as fp:
-        parsed = PARSERS[fmt](fp, options, settings)
+        parsed = parse_upload(fmt, fp, options, settings)
     source.unlink()
-    write_npz(folder / DATA_FILE, parsed.arrays)
+    write_stored(folder / DATA_FILE, parsed.arrays)
     return parsed, upload_info
 
 
@@ -141,26 +122,6 @@ def receive(upload: BinaryIO, path: Path, limit: int) -> dict[str, Any]:
     if size == 0:
         raise invalid("the file is empty")
     return {"bytes": size, "sha256": digest.hexdigest()}
-
-
-def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Atomically and durably: a reader sees the whole file or none, and once this returns a
-    crash loses neither (temp file, fsync, rename, fsync the folder and the one above it,
-    which holds the folder's own entry when create_dataset has just made it)."""
-    temp = path.with_name(path.name + ".tmp")
-    named: dict[str, Any] = dict(arrays)
-    with open(temp, "xb") as fp:
-        # allow_pickle=False: an object array is refused here, so data.npz never holds a pickle.
-        np.savez(fp, allow_pickle=False, **named)
-        fp.flush()
-        os.fsync(fp.fileno())
-    os.replace(temp, path)
-    for folder in (path.parent, path.parent.parent):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def remove_folder(folder: Path) -> None:

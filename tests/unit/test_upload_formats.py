@@ -11,11 +11,12 @@ from PIL import Image
 
 from app.core.config import Settings
 from app.core.errors import AppError
+from app.datasets.csv_upload import parse_csv, parse_text_csv
+from app.datasets.images_zip_upload import parse_images_zip
+from app.datasets.npz_upload import parse_npz
+from app.datasets.parsing import Parsed, UploadOptions
 from app.schemas.dataset import DataKind
 from app.schemas.job import Task
-from app.services.dataset_images import parse_images_zip
-from app.services.dataset_npz import parse_npz
-from app.services.dataset_parsers import Parsed, UploadOptions, parse_csv, parse_text_csv
 from tests.dataset_files import (
     class_images,
     csv_bytes,

@@ -8,9 +8,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 
 from app.core.config import Settings
-from app.schemas.dataset import DataKind
-from app.schemas.job import Task
-from app.services.dataset_parsers import (
+from app.datasets.parsing import (
     Parsed,
     UploadOptions,
     check_columns,
@@ -20,6 +18,8 @@ from app.services.dataset_parsers import (
     fill_missing,
     invalid,
 )
+from app.schemas.dataset import DataKind
+from app.schemas.job import Task
 
 NPZ_ARRAYS = ("X", "y")
 NPZ_MEMBERS = {f"{name}.npy": name for name in NPZ_ARRAYS}  # exactly what np.savez writes

@@ -1,20 +1,62 @@
-"""Uploaded datasets, loaded the way builtins are: into RawData, from the data.npz the API wrote."""
+"""The stored format, its one owner: an upload is kept as artifacts/datasets/<id>/data.npz (x or
+texts, and y; never a pickle) beside its database row. The upload service writes it with
+write_stored; the worker loads it back into RawData with load_stored, as it loads builtins."""
 
+import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from app.core.config import Settings
 from app.core.db import session_scope
+from app.datasets.raw import RawData
 from app.ml.checkpoint import sha256_file
 from app.models import Dataset
 from app.schemas.dataset import DataKind
-from worker.data.raw import RawData
+
+DATASETS_DIR = "datasets"
+DATA_FILE = "data.npz"
 
 
 class StoredDatasetError(ValueError):
     """The dataset's row or file is gone or damaged: the job fails with this message."""
+
+
+def relative_path(dataset_id: str) -> str:
+    # Built from the server's id only: a user's name never reaches the filesystem.
+    return f"{DATASETS_DIR}/{dataset_id}/{DATA_FILE}"
+
+
+def dataset_folder(settings: Settings, dataset_id: str) -> Path:
+    return settings.artifacts_dir / DATASETS_DIR / dataset_id
+
+
+# --- write ----------------------------------------------------------------------------------
+
+
+def write_stored(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Atomically and durably: a reader sees the whole file or none, and once this returns a
+    crash loses neither (temp file, fsync, rename, fsync the folder and the one above it,
+    which holds the folder's own entry when create_dataset has just made it)."""
+    temp = path.with_name(path.name + ".tmp")
+    named: dict[str, Any] = dict(arrays)
+    with open(temp, "xb") as fp:
+        # allow_pickle=False: an object array is refused here, so data.npz never holds a pickle.
+        np.savez(fp, allow_pickle=False, **named)
+        fp.flush()
+        os.fsync(fp.fileno())
+    os.replace(temp, path)
+    for folder in (path.parent, path.parent.parent):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# --- read -----------------------------------------------------------------------------------
 
 
 def load_stored(settings: Settings, dataset_id: str) -> RawData:

@@ -13,10 +13,7 @@ from PIL import Image
 
 from app.core.config import Settings
 from app.core.errors import Unprocessable
-from app.ml.images import FORMATS, ImageDecodeError, check_pixels, decode_image
-from app.schemas.dataset import DataKind
-from app.schemas.job import Task
-from app.services.dataset_parsers import (
+from app.datasets.parsing import (
     Parsed,
     UploadOptions,
     check_decoded_bytes,
@@ -25,6 +22,9 @@ from app.services.dataset_parsers import (
     invalid,
     over_limit,
 )
+from app.ml.images import FORMATS, ImageDecodeError, check_pixels, decode_image
+from app.schemas.dataset import DataKind
+from app.schemas.job import Task
 
 MIN_IMAGE_SIZE = 4
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
