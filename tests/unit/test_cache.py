@@ -16,9 +16,11 @@ def key(version: object, sha: str) -> tuple[str, str]:
     return (f"version-{version}", sha)
 
 
-def saved(tmp_path: Path, name: str, width: int = 2) -> tuple[Path, str]:
+def saved(tmp_path: Path, name: str, width: int = 2, mean: float = 0.0) -> tuple[Path, str]:
+    """A bundle file and its digest; another `mean` gives other tensors, so another digest
+    (the same tensors saved within one second would give the same one)."""
     bundle = tabular_bundle(
-        identity_mlp(width), [str(i) for i in range(width)], [0.0] * width, [1.0] * width
+        identity_mlp(width), [str(i) for i in range(width)], [mean] * width, [1.0] * width
     )
     path = tmp_path / f"{name}.safetensors"
     return path, bundle.save(path)
@@ -88,7 +90,8 @@ def test_a_missing_or_altered_checkpoint_is_a_clear_409(tmp_path: Path) -> None:
 def test_a_version_is_kept_under_its_weights_digest_and_evicted_by_id(tmp_path: Path) -> None:
     """Another version id, or the same id with other weights, never gets a loaded bundle; a
     deleted version's bundles go at once, whatever digest they were loaded under."""
-    (a, sha_a), (b, sha_b) = [saved(tmp_path, n) for n in "ab"]
+    (a, sha_a), (b, sha_b) = saved(tmp_path, "a"), saved(tmp_path, "b", mean=1.0)
+    assert sha_a != sha_b
     cache = ModelCache(capacity=4)
     first = cache.get(("v1", sha_a), a)
     assert cache.peek(("v2", sha_a)) is None and cache.peek(("v1", sha_b)) is None
