@@ -8,7 +8,7 @@ job has moved on (reaped, cancelled, finished), the old attempt's updates match 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -41,7 +41,15 @@ class Control:
 
 
 def add_event(session: Session, job_id: str, attempt: int, kind: str, message: str) -> None:
+    """An event written in a transaction that a guarded statement already decided."""
     session.add(JobEvent(job_id=job_id, attempt=attempt, kind=kind, message=message))
+
+
+def attempt_event(session: Session, job_id: str, attempt: int, kind: str, message: str) -> None:
+    """An event of a running attempt (resumed, compile skipped), fenced as its other writes
+    are: LeaseLost once the attempt no longer owns the job, so a stale attempt writes none."""
+    _update_running(session, job_id, attempt)
+    add_event(session, job_id, attempt, kind, message)
 
 
 def claim(session: Session, job_id: str, worker_id: str, lease_s: float) -> Claim | None:
@@ -231,3 +239,30 @@ def succeed(
     job.model_version, job.status_message = row.version, message(row.version)
     add_event(session, job_id, attempt, str(JobStatus.succeeded), job.status_message)
     return row.version
+
+
+def recover_lapsed(
+    session: Session, job: Job, before: Any, now: Any
+) -> Literal["failed", "requeued"] | None:
+    """A running attempt whose lease lapsed (its worker died or lost the database): requeued
+    as the next attempt, or failed when none is left. Guarded on the lapsed lease too: a
+    heartbeat that got in first keeps its job (None). `before` is the lease's deadline and
+    `now` the time a requeue is stamped with (the database's clock, app/services/reaper.py)."""
+    lost = f"lease lost (worker {job.worker_id}, attempt {job.attempt})"
+    still_lapsed = update(Job).where(_running(job.id, job.attempt), Job.lease_expires_at < before)
+    kind: Literal["failed", "requeued"]
+    if job.attempt >= job.max_attempts:
+        message = f"worker_lost: {lost}; no attempts left of {job.max_attempts}"
+        values = {"status": JobStatus.failed, "status_message": message, "finished_at": utcnow()}
+        kind = "failed"
+    else:
+        message = f"{lost}; requeued as attempt {job.attempt + 1}"
+        values = {"status": JobStatus.queued, "worker_id": None, "enqueued_at": now}
+        kind = "requeued"
+    statement = still_lapsed.values(lease_expires_at=None, updated_at=utcnow(), **values)
+    if not execute_update(session, statement):
+        return None
+    add_event(session, job.id, job.attempt, kind, message)
+    if kind == "requeued":
+        enqueue_after_commit(session, TRAIN_TASK, [job.id])
+    return kind

@@ -26,7 +26,7 @@ from app.core.db import db_now, execute_update
 from app.models import Job, JobStatus, LeaderLock, WorkerNode
 from app.models.base import UTCDateTime, utcnow
 from app.models.worker import WORKER_FRESH_S
-from app.services.job_state import add_event
+from app.services import job_state
 from app.services.queue import TRAIN_TASK, enqueue_after_commit
 
 LOCK = "reaper"
@@ -67,11 +67,13 @@ def reap(session: Session, settings: Settings, now: datetime | None = None) -> R
     clock = _Clock(session, now)
     result = Reaped()
     for job in _lapsed(session, clock):
-        _recover(session, job, clock, result)
+        outcome = job_state.recover_lapsed(session, job, before=clock(), now=clock())
+        if outcome is not None:
+            (result.failed if outcome == "failed" else result.requeued).append(job.id)
     for job in _plausibly_lost(session, settings, clock):
         job.enqueued_at = clock()  # evaluated in the UPDATE
         enqueue_after_commit(session, TRAIN_TASK, [job.id])
-        add_event(
+        job_state.add_event(
             session, job.id, job.attempt, "resent", "still queued; its message was sent again"
         )
         result.resent.append(job.id)
@@ -115,31 +117,3 @@ def idle_capacity(session: Session, clock: _Clock | None = None) -> int:
 def _lapsed(session: Session, clock: _Clock) -> list[Job]:
     query = select(Job).where(Job.status == JobStatus.running, Job.lease_expires_at < clock())
     return list(session.scalars(query))
-
-
-def _recover(session: Session, job: Job, clock: _Clock, result: Reaped) -> None:
-    """Guarded on the lapsed lease too: a heartbeat that got in first keeps its job."""
-    lost = f"lease lost (worker {job.worker_id}, attempt {job.attempt})"
-    now = utcnow()
-    still_lapsed = update(Job).where(
-        Job.id == job.id,
-        Job.status == JobStatus.running,
-        Job.attempt == job.attempt,
-        Job.lease_expires_at < clock(),
-    )
-    if job.attempt >= job.max_attempts:
-        message = f"worker_lost: {lost}; no attempts left of {job.max_attempts}"
-        values = {"status": JobStatus.failed, "status_message": message, "finished_at": now}
-        kind, bucket = "failed", result.failed
-    else:
-        message = f"{lost}; requeued as attempt {job.attempt + 1}"
-        values = {"status": JobStatus.queued, "worker_id": None, "enqueued_at": clock()}
-        kind, bucket = "requeued", result.requeued
-    if not execute_update(
-        session, still_lapsed.values(lease_expires_at=None, updated_at=now, **values)
-    ):
-        return
-    add_event(session, job.id, job.attempt, kind, message)
-    if kind == "requeued":
-        enqueue_after_commit(session, TRAIN_TASK, [job.id])
-    bucket.append(job.id)

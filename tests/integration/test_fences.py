@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from app.core.config import Settings
 from app.core.db import session_scope
-from app.models import Job, JobMetric, JobStatus
+from app.models import Job, JobEvent, JobMetric, JobStatus
 from app.models.base import utcnow
 from app.services import job_state, reaper
 from app.services.job_state import LeaseLost
@@ -110,3 +110,36 @@ def test_a_heartbeat_after_the_reap_loses_the_lease(backend: TestClient) -> None
     reap()
     with session_scope() as session, pytest.raises(LeaseLost):
         job_state.heartbeat(session, claim.job_id, claim.attempt, 60, {})
+
+
+def test_a_reaped_attempt_writes_no_events_of_its_own(backend: TestClient) -> None:
+    """ "resumed" and "compile skipped" come from the attempt: fenced as its other writes."""
+    claim = running_job("fenced-event")
+    with session_scope() as session:
+        job_state.attempt_event(session, claim.job_id, claim.attempt, "resumed", "while it held")
+    lapse(claim.job_id)
+    reap()
+    with session_scope() as session, pytest.raises(LeaseLost):
+        job_state.attempt_event(session, claim.job_id, claim.attempt, "resumed", "after the reap")
+    with session_scope() as session:
+        messages = session.scalars(
+            select(JobEvent.message).where(JobEvent.job_id == claim.job_id)
+        ).all()
+    assert "while it held" in messages and "after the reap" not in messages
+
+
+def test_a_heartbeat_that_renews_first_keeps_its_job_from_the_reaper(backend: TestClient) -> None:
+    """The reaper's recovery is guarded on the lapsed lease (job_state.recover_lapsed): a job
+    read as lapsed but renewed before the reaper's write stays with its attempt."""
+    claim = running_job("fenced-renewed")
+    lapse(claim.job_id)
+    with session_scope() as session:
+        job = session.get(Job, claim.job_id)
+        assert job is not None
+        with session_scope() as other:  # the attempt renews between the read and the write
+            job_state.heartbeat(other, claim.job_id, claim.attempt, 60, {})
+        assert job_state.recover_lapsed(session, job, before=utcnow(), now=utcnow()) is None
+    with session_scope() as session:
+        job = session.get(Job, claim.job_id)
+        assert job is not None and job.status == JobStatus.running
+        assert job.attempt == claim.attempt

@@ -113,5 +113,6 @@ class Reporter:
         )
 
     def event(self, kind: str, message: str) -> None:
+        """LeaseLost once another attempt owns the job (job_state.attempt_event)."""
         with session_scope() as session:
-            job_state.add_event(session, self.claim.job_id, self.claim.attempt, kind, message)
+            job_state.attempt_event(session, self.claim.job_id, self.claim.attempt, kind, message)
