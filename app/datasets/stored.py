@@ -11,8 +11,8 @@ import numpy as np
 
 from app.core.config import Settings
 from app.core.db import session_scope
+from app.core.files import sha256_file
 from app.datasets.raw import RawData
-from app.ml.checkpoint import sha256_file
 from app.models import Dataset
 from app.schemas.dataset import DataKind
 

@@ -10,7 +10,6 @@ holds {"__tensor__": key} where it stood.
 both written as one.
 """
 
-import hashlib
 import json
 import os
 import re
@@ -21,6 +20,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+
+from app.core.files import sha256_file
 
 FORMAT = "trainserve.checkpoint"
 VERSION = 1
@@ -81,14 +82,6 @@ def load(path: Path, device: str = "cpu") -> Checkpoint:
     if header.get("format") != FORMAT or header.get("version") != str(VERSION):
         raise CheckpointError(f"checkpoint {path.name} is not a {FORMAT} v{VERSION} file")
     return Checkpoint(tensors, json.loads(header["meta"]))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def flatten_state(state: Any, prefix: str) -> tuple[dict[str, torch.Tensor], Any]:

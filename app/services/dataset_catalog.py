@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
+from app.core.files import sha256_file
 from app.datasets.builtin import BUILTINS
 from app.datasets.formats import parse_upload
 from app.datasets.parsing import Parsed, UploadOptions, invalid
 from app.datasets.stored import DATA_FILE, dataset_folder, relative_path, write_stored
-from app.ml.checkpoint import sha256_file
 from app.models import Dataset, Job, JobStatus
 from app.models.base import new_id
 from app.schemas.dataset import DataKind, DatasetFormat

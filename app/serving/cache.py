@@ -9,8 +9,9 @@ from collections import OrderedDict
 from pathlib import Path
 
 from app.core.errors import AppError
+from app.core.files import sha256_file
 from app.ml.bundle import ModelBundle, load_bundle
-from app.ml.checkpoint import CheckpointError, sha256_file
+from app.ml.checkpoint import CheckpointError
 from app.serving import model_metrics
 from app.serving.lookup import VersionKey
 

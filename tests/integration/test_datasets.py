@@ -15,10 +15,10 @@ from sqlalchemy import func, select
 
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
+from app.core.files import sha256_file
 from app.datasets.parsing import UploadOptions
 from app.datasets.stored import StoredDatasetError, load_stored
 from app.main import create_app
-from app.ml.checkpoint import sha256_file
 from app.models import Dataset
 from app.schemas.dataset import DataKind, DatasetFormat
 from app.schemas.job import DatasetRef, Task

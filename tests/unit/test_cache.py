@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.ml.checkpoint import sha256_file
+from app.core.files import sha256_file
 from app.serving import model_metrics
 from app.serving.cache import ModelCache, ModelUnavailable, bundle_bytes
 from tests.support import identity_mlp, tabular_bundle
