@@ -21,10 +21,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import Headers
+from starlette.datastructures import URL, Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.schemas.job import NAME_PATTERN
@@ -109,13 +109,25 @@ class FrontDoor:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            for door in self.doors:
-                match = door.regex.match(scope["path"])
-                if match is not None:
-                    scope.update(path_params=match.groupdict(), route=door)
-                    await self._serve(door, scope, receive, send)
-                    return
+            door, match = self._door(scope["path"])
+            if door is not None and match is not None:
+                scope.update(path_params=match.groupdict(), route=door)
+                await self._serve(door, scope, receive, send)
+                return
+            if scope["path"].endswith("/") and self._door(scope["path"][:-1])[0]:
+                # As FastAPI's router answers every route with a trailing slash: a 307 to
+                # the path without it (the client repeats its method and body there).
+                url = URL(scope=scope).replace(path=scope["path"][:-1])
+                await RedirectResponse(url, status_code=307)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+    def _door(self, path: str) -> tuple[Door | None, re.Match[str] | None]:
+        for door in self.doors:
+            match = door.regex.match(path)
+            if match is not None:
+                return door, match
+        return None, None
 
     async def _serve(self, door: Door, scope: Scope, receive: Receive, send: Send) -> None:
         try:

@@ -199,6 +199,20 @@ def test_other_methods_on_a_predict_path_are_405_in_the_api_s_shape(client: Test
             api_error(response, 405, "method_not_allowed")
 
 
+def test_a_trailing_slash_on_a_predict_path_redirects_as_on_every_route(
+    client: TestClient,
+) -> None:
+    for path in (
+        "/v1/models/anything/predict/",
+        "/v1/models/anything/versions/1/predict/",
+        "/v2/models/anything/infer/",
+    ):
+        response = client.post(path, json={"inputs": [[1, 0]]}, follow_redirects=False)
+        assert response.status_code == 307
+        assert response.headers["location"].endswith(path.rstrip("/"))
+    assert client.post("/v1/models/anything/predicts/").status_code == 404
+
+
 def test_the_docs_list_every_predict_path_from_the_front_door_s_table(
     client: TestClient,
 ) -> None:
