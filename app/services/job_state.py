@@ -241,15 +241,13 @@ def succeed(
     return row.version
 
 
-def recover_lapsed(
-    session: Session, job: Job, before: Any, now: Any
-) -> Literal["failed", "requeued"] | None:
+def recover_lapsed(session: Session, job: Job, now: Any) -> Literal["failed", "requeued"] | None:
     """A running attempt whose lease lapsed (its worker died or lost the database): requeued
     as the next attempt, or failed when none is left. Guarded on the lapsed lease too: a
-    heartbeat that got in first keeps its job (None). `before` is the lease's deadline and
-    `now` the time a requeue is stamped with (the database's clock, app/services/reaper.py)."""
+    heartbeat that got in first keeps its job (None). `now`: the database's clock
+    (app/services/reaper.py), which judges the lease and stamps a requeue."""
     lost = f"lease lost (worker {job.worker_id}, attempt {job.attempt})"
-    still_lapsed = update(Job).where(_running(job.id, job.attempt), Job.lease_expires_at < before)
+    still_lapsed = update(Job).where(_running(job.id, job.attempt), Job.lease_expires_at < now)
     kind: Literal["failed", "requeued"]
     if job.attempt >= job.max_attempts:
         message = f"worker_lost: {lost}; no attempts left of {job.max_attempts}"

@@ -67,7 +67,7 @@ def reap(session: Session, settings: Settings, now: datetime | None = None) -> R
     clock = _Clock(session, now)
     result = Reaped()
     for job in _lapsed(session, clock):
-        outcome = job_state.recover_lapsed(session, job, before=clock(), now=clock())
+        outcome = job_state.recover_lapsed(session, job, now=clock())
         if outcome is not None:
             (result.failed if outcome == "failed" else result.requeued).append(job.id)
     for job in _plausibly_lost(session, settings, clock):

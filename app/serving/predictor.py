@@ -62,14 +62,17 @@ def check_json_containers(raw: bytes, max_rows: int) -> None:
     limit = JSON_CONTAINERS_PER_ROW * max_rows + 64
     # Each takes 2 bytes at least ("[]"): a body this small cannot hold too many, and the
     # usual request is not even counted. Then two passes in C, then (rarely) strings skipped.
-    if len(raw) <= 2 * limit or raw.count(b"[") + raw.count(b"{") <= limit:
+    if len(raw) <= 2 * limit:
+        return
+    containers = raw.count(b"[") + raw.count(b"{")
+    if containers <= limit:
         return
     # Brackets inside strings are text: drop escaped backslashes and quotes, then take away
     # the brackets of each string. Only the strings are copied, never the whole body again:
     # a body refused here costs little more memory than the body.
     unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
     in_strings = sum(s.count(b"[") + s.count(b"{") for s in _JSON_STRING.findall(unescaped))
-    found = raw.count(b"[") + raw.count(b"{") - in_strings
+    found = containers - in_strings
     if found > limit:
         raise PayloadTooLarge(
             f"the body holds {found} JSON arrays and objects, more than {max_rows} rows need "

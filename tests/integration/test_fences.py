@@ -138,7 +138,7 @@ def test_a_heartbeat_that_renews_first_keeps_its_job_from_the_reaper(backend: Te
         assert job is not None
         with session_scope() as other:  # the attempt renews between the read and the write
             job_state.heartbeat(other, claim.job_id, claim.attempt, 60, {})
-        assert job_state.recover_lapsed(session, job, before=utcnow(), now=utcnow()) is None
+        assert job_state.recover_lapsed(session, job, now=utcnow()) is None
     with session_scope() as session:
         job = session.get(Job, claim.job_id)
         assert job is not None and job.status == JobStatus.running
