@@ -33,7 +33,7 @@ from app.ml.zoo import build_mlp
 from app.schemas.job import Task
 from worker.data.sklearn_builtins import load_builtin
 from worker.data.split import split_indices
-from worker.training.loop import EpochResult, LoopOptions, Splits, fit
+from worker.training.loop import EpochResult, LoopOptions, Scoring, Splits, fit
 
 # isort: split
 # bench's own modules: the script's folder is first on sys.path (python bench/seed_job.py)
@@ -119,7 +119,7 @@ def service_loop(data: Digits, epochs: int) -> nn.Module:
         optimizer,
         nn.CrossEntropyLoss(),
         Splits(data.x_train, data.y_train, data.x_val, data.y_val),
-        LoopOptions(Task.classification, epochs, BATCH, classes=list(range(10))),
+        LoopOptions(Scoring(Task.classification, list(range(10))), epochs, BATCH),
         torch.Generator().manual_seed(SEED),
         on_step=lambda _rows: False,
         on_epoch_end=on_epoch_end,

@@ -15,7 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from app.ml.footprint import ESTIMATORS, estimate
 from app.ml.zoo import ZOO, build_model
 from app.schemas.job import Task
-from worker.training.loop import LoopOptions, evaluate
+from worker.training.loop import LoopOptions, Scoring, evaluate
 
 
 class CreatedBytes(TorchDispatchMode):
@@ -104,6 +104,6 @@ def test_evaluation_runs_in_batches_no_larger_than_a_training_batch() -> None:
     model = nn.Linear(3, 2)
     rows: list[int] = []
     model.register_forward_hook(lambda module, inputs, output: rows.append(inputs[0].shape[0]))
-    opts = LoopOptions(task=Task.classification, epochs=1, batch_size=16, classes=["a", "b"])
+    opts = LoopOptions(scoring=Scoring(Task.classification, ["a", "b"]), epochs=1, batch_size=16)
     evaluate(model, nn.CrossEntropyLoss(), torch.randn(100, 3), torch.arange(100) % 2, opts)
     assert max(rows) == 16 and sum(rows) == 100

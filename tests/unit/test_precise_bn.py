@@ -19,7 +19,14 @@ from app.datasets.raw import RawData
 from app.schemas.job import JobSpec, Task
 from tests.dataset_files import zip_bytes
 from worker.training import setup
-from worker.training.loop import EpochResult, LoopOptions, evaluate, fit, recompute_batchnorm
+from worker.training.loop import (
+    EpochResult,
+    LoopOptions,
+    Scoring,
+    evaluate,
+    fit,
+    recompute_batchnorm,
+)
 from worker.training.resume import CheckpointDir, TrainingState
 
 CPU = torch.device("cpu")
@@ -110,7 +117,7 @@ def bn_options(batch_size: int, seen: list[bool] | None = None) -> LoopOptions:
         return x.float()
 
     return LoopOptions(
-        task=Task.classification, epochs=1, batch_size=batch_size, transform=transform
+        scoring=Scoring(Task.classification), epochs=1, batch_size=batch_size, transform=transform
     )
 
 

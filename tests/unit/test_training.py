@@ -16,6 +16,7 @@ from worker.training.loop import (
     Diverged,
     EpochResult,
     LoopOptions,
+    Scoring,
     Splits,
     StopRequested,
     evaluate,
@@ -44,7 +45,7 @@ def train(
 ) -> int:  # type: ignore[no-untyped-def]
     x, y = blobs()
     opts = LoopOptions(
-        task=Task.classification, epochs=epochs, batch_size=16, classes=["a", "b"], **options
+        scoring=Scoring(Task.classification, ["a", "b"]), epochs=epochs, batch_size=16, **options
     )
     return fit(
         model,
@@ -172,7 +173,7 @@ def test_a_non_finite_validation_metric_is_divergence_too() -> None:
     model, opt, gen = fresh()
     x, y = blobs()
     x_val = torch.full((8, 4), 3e38)  # float32's edge: the first layer overflows to inf
-    opts = LoopOptions(task=Task.classification, epochs=2, batch_size=16, classes=["a", "b"])
+    opts = LoopOptions(scoring=Scoring(Task.classification, ["a", "b"]), epochs=2, batch_size=16)
     with pytest.raises(Diverged, match=r"val_loss.*non-finite in epoch 1"):
         fit(
             model,
@@ -193,7 +194,7 @@ def test_regression_reports_r2() -> None:
     with torch.no_grad():
         model.weight.copy_(torch.tensor([[1.0, 2.0, -1.0]]))
         model.bias.zero_()
-    opts = LoopOptions(task=Task.regression, epochs=1, batch_size=8, target_std=2.0)
+    opts = LoopOptions(scoring=Scoring(Task.regression, target_std=2.0), epochs=1, batch_size=8)
     metrics, report = evaluate(model, nn.MSELoss(), x, y, opts)
     assert metrics["val_r2"] == pytest.approx(1.0) and metrics["val_loss"] == pytest.approx(
         0.0, abs=1e-10

@@ -24,7 +24,7 @@ from torch import nn
 
 from app.schemas.job import Task
 from worker.training.regularize import EarlyStopping
-from worker.training.schedule import LrSchedule
+from worker.training.schedule import ConstantLr, Schedule
 from worker.training.scores import classification_scores, regression_scores
 
 # Called after every step with the rows it trained; returning True asks the loop to stop.
@@ -59,20 +59,62 @@ class Splits:
     y_val: torch.Tensor
 
 
+def random_order(n: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.randperm(n, generator=generator)
+
+
+def _no_scaler() -> torch.amp.GradScaler:
+    return torch.amp.GradScaler("cuda", enabled=False)
+
+
+@dataclass
+class Precision:
+    """Mixed precision. `dtype` is autocast's (None: plain fp32). fp16 on CUDA also needs a
+    grad scaler, so that small gradients do not underflow; a disabled scaler passes the loss
+    and the step straight through, so the step below has one shape for every precision."""
+
+    dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler = field(default_factory=_no_scaler)
+
+    def autocast(self, device: torch.device) -> torch.autocast:
+        return torch.autocast(
+            device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None
+        )
+
+
+@dataclass
+class Scoring:
+    """What evaluation needs to turn outputs into the task's metrics."""
+
+    task: Task
+    classes: list[Any] | None = None  # classification: index → label
+    target_std: float = 1.0  # regression: turns standardized errors back into target units
+
+    def scores(
+        self, out: torch.Tensor, y: torch.Tensor, prefix: str
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        if self.task == Task.classification:
+            assert self.classes is not None
+            return classification_scores(out, y, self.classes, prefix)
+        return regression_scores(out, y, self.target_std, prefix), {}
+
+
 @dataclass
 class LoopOptions:
-    task: Task
+    """How the loop trains; worker/training/setup.py builds it from a job's spec. Every part
+    has a neutral default (fp32, a random order, a constant rate), so the loop runs each one
+    without asking whether it is there."""
+
+    scoring: Scoring
     epochs: int
     batch_size: int
-    classes: list[Any] | None = None
     transform: Transform = _identity
+    # (rows, generator) → each epoch's order: a permutation, or a weighted draw (resampling)
+    order: Callable[[int, torch.Generator], torch.Tensor] = random_order
+    precision: Precision = field(default_factory=Precision)
     grad_clip: float | None = None
-    autocast_dtype: torch.dtype | None = None  # bf16 / fp16 mixed precision
-    scaler: Any = None  # torch.amp.GradScaler for fp16 on CUDA
-    sample_weights: torch.Tensor | None = None  # per-row draw weights (balanced resampling)
-    schedule: LrSchedule | None = None
+    schedule: Schedule = field(default_factory=ConstantLr)
     early_stopping: EarlyStopping | None = None
-    target_std: float = 1.0  # regression: turns standardized errors back into target units
 
 
 @dataclass(frozen=True)
@@ -83,15 +125,6 @@ class EpochResult:
     samples_per_s: float
     report: dict[str, Any] = field(default_factory=dict)  # confusion matrix and per-class scores
     is_best: bool = True  # without early stopping every epoch is "the best so far"
-    lr: float | None = None
-
-
-def _epoch_order(n: int, opts: LoopOptions, generator: torch.Generator) -> torch.Tensor:
-    if opts.sample_weights is not None:
-        return torch.multinomial(
-            opts.sample_weights.cpu(), n, replacement=True, generator=generator
-        )
-    return torch.randperm(n, generator=generator)
 
 
 def train_one_epoch(
@@ -106,28 +139,24 @@ def train_one_epoch(
 ) -> tuple[float, int]:
     """One pass over (x, y) in a seeded random order. Returns (mean loss, steps taken)."""
     model.train()
-    order = _epoch_order(x.shape[0], opts, generator).to(x.device)
+    # The order is drawn on the CPU from the job's seeded generator, so a resumed attempt,
+    # which restores that generator, replays the same orders on any device.
+    order = opts.order(x.shape[0], generator).to(x.device)
     x, y = x[order], y[order]  # one gather per epoch; batches below are views
     total = torch.zeros((), device=x.device)
     steps = 0
     for start in range(0, x.shape[0], opts.batch_size):
         xb = opts.transform(x[start : start + opts.batch_size], True)
         yb = y[start : start + opts.batch_size]
+        # Summed on the device: reading it here would wait for the GPU after every step.
         total += train_step(model, optimizer, loss_fn, xb, yb, opts) * xb.shape[0]
         steps += 1
-        if opts.schedule is not None:
-            opts.schedule.after_step()
+        opts.schedule.after_step()
+        # The runner's hook: a cancel, a drain or the time limit stops the job after this
+        # step; it reads only what the lease thread last learned, so a step waits on nothing.
         if on_step(xb.shape[0]):
             raise StopRequested
-    return (total / x.shape[0]).item(), steps
-
-
-def _autocast(device: torch.device, opts: LoopOptions) -> torch.autocast:
-    return torch.autocast(
-        device.type,
-        dtype=opts.autocast_dtype or torch.bfloat16,
-        enabled=opts.autocast_dtype is not None,
-    )
+    return (total / x.shape[0]).item(), steps  # the epoch's one sync with the device
 
 
 def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -161,7 +190,7 @@ def recompute_batchnorm(
     model.eval()  # dropout stays off: it would draw from the global RNG
     for m in norms:
         m.train()
-    with _autocast(x.device, opts):
+    with opts.precision.autocast(x.device):
         for start in range(0, rows, chunk):
             batch = order[start : start + chunk]
             for m in norms:
@@ -186,20 +215,15 @@ def train_step(
 ) -> torch.Tensor:
     """One optimizer step; returns the batch's mean loss, still on the device."""
     optimizer.zero_grad(set_to_none=True)
-    with _autocast(xb.device, opts):
-        loss = loss_fn(model(xb).float(), yb)
-    if opts.scaler is not None:
-        opts.scaler.scale(loss).backward()
-        opts.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-    else:
-        loss.backward()
+    with opts.precision.autocast(xb.device):
+        loss = loss_fn(model(xb).float(), yb)  # the loss in fp32 whatever the precision
+    scaler = opts.precision.scaler
+    scaler.scale(loss).backward()
     if opts.grad_clip is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
         nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
-    if opts.scaler is not None:
-        opts.scaler.step(optimizer)
-        opts.scaler.update()
-    else:
-        optimizer.step()
+    scaler.step(optimizer)  # skipped by the scaler when fp16 gradients overflowed
+    scaler.update()
     return loss.detach()
 
 
@@ -219,19 +243,15 @@ def evaluate(
     # No larger than a training batch: what fits a training step (checked at submission,
     # app/ml/footprint.py) fits its forward pass, but not always EVAL_BATCH rows of it.
     rows = min(EVAL_BATCH, opts.batch_size)
-    with _autocast(x.device, opts):
+    with opts.precision.autocast(x.device):
         out = torch.cat(
             [
                 model(opts.transform(x[i : i + rows], False)).float()
                 for i in range(0, x.shape[0], rows)
             ]
         )
-    scalars = {f"{prefix}_loss": loss_fn(out, y).item()}
-    if opts.task == Task.classification:
-        assert opts.classes is not None
-        task_scalars, report = classification_scores(out, y, opts.classes, prefix)
-        return scalars | task_scalars, report
-    return scalars | regression_scores(out, y, opts.target_std, prefix), {}
+    task_scalars, report = opts.scoring.scores(out, y, prefix)
+    return {f"{prefix}_loss": loss_fn(out, y).item(), **task_scalars}, report
 
 
 def _check_finite(metrics: dict[str, float], epoch: int, step: int) -> None:
@@ -259,9 +279,7 @@ def fit(
     Returns the last epoch trained (earlier than opts.epochs when early stopping ended it)."""
     step, epoch = start_step, start_epoch
     for epoch in range(start_epoch + 1, opts.epochs + 1):
-        if opts.schedule is not None:
-            opts.schedule.start_epoch(epoch)
-        lr = opts.schedule.lr if opts.schedule is not None else None
+        opts.schedule.start_epoch(epoch)
         began = time.perf_counter()
         train_loss, steps = train_one_epoch(
             model, optimizer, loss_fn, data.x_train, data.y_train, opts, generator, on_step
@@ -276,8 +294,9 @@ def fit(
         metrics = {"train_loss": train_loss, **val}
         _check_finite(metrics, epoch, step)
         is_best = opts.early_stopping.update(epoch, metrics) if opts.early_stopping else True
-        if opts.schedule is not None:
-            opts.schedule.end_epoch(epoch, metrics.get("val_loss"))
+        opts.schedule.end_epoch(epoch, metrics.get("val_loss"))
+        # The runner checkpoints and records the epoch here, before the next one starts: a
+        # killed attempt loses at most the epoch in progress.
         on_epoch_end(
             EpochResult(
                 epoch,
@@ -286,7 +305,6 @@ def fit(
                 data.x_train.shape[0] / max(elapsed, 1e-9),
                 report,
                 is_best,
-                lr,
             )
         )
         if opts.early_stopping is not None and opts.early_stopping.should_stop:

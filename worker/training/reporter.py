@@ -8,7 +8,6 @@ than a lease. Steps only read what the keeper last learned, so they touch no dat
 import time
 from typing import Any
 
-from app.core.config import Settings
 from app.core.db import session_scope
 from app.models.base import utcnow
 from app.services import job_state
@@ -23,14 +22,15 @@ class Reporter:
     def __init__(
         self,
         claim: Claim,
-        settings: Settings,
+        keeper: LeaseKeeper,
         epochs: int,
         ckpts: CheckpointDir,
         state: TrainingState,
         keep_best: bool,
         max_runtime_s: float,
     ) -> None:
-        self.claim, self.settings, self.ckpts, self.state = claim, settings, ckpts, state
+        self.claim, self.keeper, self.ckpts, self.state = claim, keeper, ckpts, state
+        keeper.progress = self.progress  # each renewal carries what GET /v1/jobs/{id} shows
         self.keep_best = keep_best
         self.epoch, self.step, self.epochs = 0, 0, epochs
         self.samples_per_s: float | None = None
@@ -39,7 +39,6 @@ class Reporter:
         elapsed = (utcnow() - claim.started_at).total_seconds()  # earlier attempts count too
         self.deadline = time.monotonic() + max_runtime_s - elapsed
         self.max_runtime_s = max_runtime_s
-        self.keeper: LeaseKeeper | None = None
 
     def progress(self) -> dict[str, Any]:
         return {
@@ -53,13 +52,12 @@ class Reporter:
     def stop_reason(self) -> StopReason | None:
         if self._timed_out:
             return StopReason.TIMEOUT
-        return self.keeper.stop_reason if self.keeper is not None else None
+        return self.keeper.stop_reason
 
     def on_step(self, rows: int) -> bool:
         """True once the job must stop; LeaseLost once another attempt owns it."""
         self.step += 1
-        if self.keeper is not None:
-            self.keeper.check()
+        self.keeper.check()
         if time.monotonic() >= self.deadline:
             self._timed_out = True
         return self.stop_reason is not None
@@ -78,8 +76,10 @@ class Reporter:
         self.epoch, self.step = result.epoch, result.step
         self.samples_per_s = round(result.samples_per_s, 1)
         self.reports[result.epoch] = result.report
-        if self.keeper is not None:
-            self.keeper.check()  # a stale attempt writes no checkpoint
+        self.keeper.check()  # a stale attempt writes no checkpoint
+        # The checkpoint first, the row second: an attempt killed between the two leaves a
+        # checkpoint whose metrics the next attempt records (resumed, above); the other order
+        # would leave an epoch on the row that no checkpoint can resume from.
         self.ckpts.save(result.epoch, result.step, self.state, result.metrics, result.report)
         if self.keep_best and result.is_best:
             self.ckpts.save_best(result.epoch, self.state.model, result.report)

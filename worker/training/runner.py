@@ -1,10 +1,17 @@
-"""One job, from claim to registered model version.
+"""One job, from claim to registered model version. Read a run in these files, in order:
 
-The job row is the truth: this module claims it, holds its lease while the attempt runs
-(worker/training/lease.py), writes a checkpoint and the metrics every epoch, and moves it to
-a terminal state. Every write is fenced by the attempt number, so a stale attempt stops
-without touching anything, and a succeeded job's version is registered in the same
-transaction that marks it succeeded.
+1. here: claim the attempt (app/services/job_state.py, one guarded UPDATE), train it, and
+   write its outcome; every write is fenced by the attempt number, so an attempt that lost
+   the job stops without touching anything;
+2. worker/training/lease.py: a thread renews the lease while this one trains, and brings back
+   a cancel or a drain;
+3. worker/training/setup.py: the spec and its data become a model, an optimizer and the
+   loop's options (worker/data/prepare.py splits and preprocesses the rows);
+4. worker/training/loop.py: the epochs, on tensors resident on the device;
+5. worker/training/reporter.py: after each epoch a checkpoint (worker/training/resume.py),
+   then the epoch's metrics on the job row; after each step, whether to stop.
+
+A succeeded job's version is registered in the same transaction that marks it succeeded.
 """
 
 import logging
@@ -55,6 +62,8 @@ def run_job(job_id: str, settings: Settings) -> None:
     if claim is None:
         log.info("job %s is not queued; nothing to do (duplicate or stale message)", job_id)
         return
+    # The lease is renewed from its own thread from here on: a claim without a live renewal
+    # would lapse during data loading or a long first step, and the reaper would take it.
     with LeaseKeeper(claim, settings, node_id()) as keeper:
         try:
             outcome = train_attempt(claim, settings, keeper)
@@ -120,8 +129,9 @@ def train_attempt(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outc
     )
     max_runtime = spec.training.max_runtime_s or settings.max_job_runtime_s
     keep_best = run.opts.early_stopping is not None
-    reporter = Reporter(claim, settings, spec.training.epochs, ckpts, state, keep_best, max_runtime)
-    keeper.progress, reporter.keeper = reporter.progress, keeper
+    reporter = Reporter(claim, keeper, spec.training.epochs, ckpts, state, keep_best, max_runtime)
+    # The newest readable checkpoint of an earlier attempt (killed, drained, reaped): its
+    # model, optimizer, schedule and RNG states, so the resumed run is the run uninterrupted.
     resume = ckpts.restore(state)
     if resume is not None:
         reporter.resumed(resume)

@@ -5,12 +5,33 @@ named schedule takes over: step and cosine step once per epoch, plateau once per
 the validation loss, one_cycle once per optimizer step (it has its own warm-up).
 """
 
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch.optim import lr_scheduler
 
 from app.schemas.job import ScheduleConfig
+
+
+class Schedule(Protocol):
+    """What the loop calls; LrSchedule, or ConstantLr when the spec names no schedule."""
+
+    def start_epoch(self, epoch: int) -> None: ...
+    def after_step(self) -> None: ...
+    def end_epoch(self, epoch: int, val_loss: float | None) -> None: ...
+
+
+class ConstantLr:
+    """No schedule: the optimizer's own rate throughout, and nothing for a checkpoint."""
+
+    def start_epoch(self, epoch: int) -> None:
+        pass
+
+    def after_step(self) -> None:
+        pass
+
+    def end_epoch(self, epoch: int, val_loss: float | None) -> None:
+        pass
 
 
 class LrSchedule:

@@ -1,6 +1,7 @@
 """From a validated spec and prepared data to the objects the loop runs with."""
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,14 +12,14 @@ from app.datasets.raw import RawData
 from app.ml.zoo import arch_options, build_model
 from app.schemas.job import JobSpec, Task
 from worker.data.prepare import TrainingData, prepare
-from worker.training.loop import LoopOptions, Splits, Transform
+from worker.training.loop import LoopOptions, Precision, Scoring, Splits, Transform, random_order
 from worker.training.regularize import (
     EarlyStopping,
     augment_images,
     balanced_sample_weights,
     class_weights,
 )
-from worker.training.schedule import LrSchedule
+from worker.training.schedule import ConstantLr, LrSchedule, Schedule
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -71,25 +72,48 @@ def make_options(
     device: torch.device,
 ) -> LoopOptions:
     training = spec.training
-    steps_per_epoch = math.ceil(data.x_train.shape[0] / training.batch_size)
-    resample = training.resample == "balanced" and data.task == Task.classification
-    fp16_on_cuda = training.precision == "fp16" and device.type == "cuda"
     return LoopOptions(
-        task=data.task,
+        scoring=Scoring(
+            data.task,
+            data.classes,
+            float(data.y_scaler.std.item()) if data.y_scaler is not None else 1.0,
+        ),
         epochs=training.epochs,
         batch_size=training.batch_size,
-        classes=data.classes,
         transform=_transform(spec, data, generator),
+        order=_order(spec, data),
+        precision=_precision(spec, device),
         grad_clip=training.grad_clip,
-        autocast_dtype=AUTOCAST[training.precision],
-        scaler=torch.amp.GradScaler("cuda") if fp16_on_cuda else None,
-        sample_weights=balanced_sample_weights(data.y_train, data.output_dim) if resample else None,
-        schedule=LrSchedule(optimizer, training.schedule, training.epochs, steps_per_epoch)
-        if training.schedule.name != "none" or training.schedule.warmup_epochs
-        else None,
+        schedule=_schedule(spec, data, optimizer),
         early_stopping=EarlyStopping(training.early_stopping) if training.early_stopping else None,
-        target_std=float(data.y_scaler.std.item()) if data.y_scaler is not None else 1.0,
     )
+
+
+def _order(spec: JobSpec, data: TrainingData) -> Callable[[int, torch.Generator], torch.Tensor]:
+    if spec.training.resample != "balanced" or data.task != Task.classification:
+        return random_order
+    # Against class imbalance: every class drawn equally often, rows of rare ones repeating.
+    weights = balanced_sample_weights(data.y_train, data.output_dim).cpu()
+
+    def balanced(n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.multinomial(weights, n, replacement=True, generator=generator)
+
+    return balanced
+
+
+def _precision(spec: JobSpec, device: torch.device) -> Precision:
+    precision = Precision(AUTOCAST[spec.training.precision])
+    if spec.training.precision == "fp16" and device.type == "cuda":
+        precision.scaler = torch.amp.GradScaler("cuda")
+    return precision
+
+
+def _schedule(spec: JobSpec, data: TrainingData, optimizer: torch.optim.Optimizer) -> Schedule:
+    training = spec.training
+    if training.schedule.name == "none" and not training.schedule.warmup_epochs:
+        return ConstantLr()
+    steps_per_epoch = math.ceil(data.x_train.shape[0] / training.batch_size)
+    return LrSchedule(optimizer, training.schedule, training.epochs, steps_per_epoch)
 
 
 def _transform(spec: JobSpec, data: TrainingData, generator: torch.Generator) -> Transform:
@@ -108,9 +132,12 @@ def _transform(spec: JobSpec, data: TrainingData, generator: torch.Generator) ->
 def stateful_parts(opts: LoopOptions) -> dict[str, Any]:
     """The loop's pieces whose state a checkpoint must carry for an exact resume."""
     parts: dict[str, Any] = {}
-    for name in ("schedule", "early_stopping", "scaler"):
-        if getattr(opts, name) is not None:
-            parts[name] = getattr(opts, name)
+    if isinstance(opts.schedule, LrSchedule):
+        parts["schedule"] = opts.schedule
+    if opts.early_stopping is not None:
+        parts["early_stopping"] = opts.early_stopping
+    if opts.precision.scaler.is_enabled():
+        parts["scaler"] = opts.precision.scaler
     return parts
 
 
