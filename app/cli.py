@@ -1,4 +1,5 @@
-"""The `trainserve` command: up (everything, embedded default), api, worker, db, keys."""
+"""The `trainserve` command: up (everything, embedded default), api, worker, db, keys,
+base-models."""
 
 import contextlib
 import os
@@ -221,6 +222,55 @@ def keys_revoke(key_id: str) -> None:
     except NotFound as exc:
         raise click.ClickException(exc.message) from exc
     click.echo(f"revoked {key_id}")
+
+
+@main.group("base-models")
+def base_models() -> None:
+    """Pretrained base models (Hugging Face folders) that jobs fine-tune."""
+
+
+@base_models.command("import")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--name", help="default: the folder's or archive's name")
+@click.option(
+    "--project",
+    default=None,
+    help="only this project may use it (default: every project, read-only through the API)",
+)
+def base_models_import(path: Path, name: str | None, project: str | None) -> None:
+    """Check a model folder (or a .zip / .tar.gz of one) and copy it in as a base model."""
+    from app.core.db import session_scope
+    from app.core.errors import AppError
+    from app.main import prepare
+    from app.models import SHARED
+    from app.services.base_model_catalog import import_base_model
+
+    settings = get_settings()
+    prepare(settings)
+    name = name or path.name.removesuffix(".gz").removesuffix(".tar").removesuffix(".zip")
+    try:
+        with session_scope() as session:
+            row = import_base_model(session, settings, path.resolve(), name, project or SHARED)
+            click.echo(
+                f"{row.id}  {row.name}  {row.family} ({row.model_type})  "
+                f"{row.parameters:,} parameters"
+            )
+    except AppError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+@base_models.command("list")
+def base_models_list() -> None:
+    """List every base model, every project's."""
+    from app.core.db import session_scope
+    from app.models import SHARED
+    from app.services.base_model_catalog import list_base_models
+
+    with session_scope() as session:
+        rows, _ = list_base_models(session, 200, None)
+        for row in rows:
+            shared = "shared" if row.project == SHARED else row.project
+            click.echo(f"{row.id}  {row.name}  {row.family}  {row.parameters:,}  {shared}")
 
 
 class WorkerPool:

@@ -12,10 +12,19 @@ from fastapi import FastAPI
 
 from app.api import errors, http_metrics
 from app.api.limits import BodySizeLimit
-from app.api.routers import datasets, health, jobs, keys, models, open_inference
+from app.api.routers import (
+    base_models,
+    datasets,
+    health,
+    jobs,
+    keys,
+    models,
+    open_inference,
+)
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.core.migrate import upgrade
+from app.services import base_model_catalog
 from app.services.auth import ensure_key
 from app.serving import front_door
 from app.serving.runtime import Serving
@@ -24,7 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def prepare(settings: Settings) -> None:
-    """Start-up work both `up` and `api` need: folders, the embedded schema, the bootstrap key.
+    """Start-up work both `up` and `api` need: folders, the embedded schema, the bootstrap key,
+    the operator's base models (TRAINSERVE_BASE_MODELS_DIR).
     One process at a time (`api --processes N` starts N at once): both steps read, then write."""
     settings.ensure_dirs()
     with open(settings.data_dir / ".prepare.lock", "a") as lock:
@@ -34,6 +44,9 @@ def prepare(settings: Settings) -> None:
         if settings.api_key:
             with session_scope() as session:
                 ensure_key(session, settings.api_key)
+        if settings.base_models_dir is not None:
+            with session_scope() as session:
+                base_model_catalog.sync_operator_dir(session, settings)
 
 
 def _freeze_startup_objects() -> None:
@@ -96,13 +109,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_request_bytes,
-        upload_max_bytes=settings.max_upload_bytes,
+        uploads={
+            ("POST", "/v1/datasets"): settings.max_upload_bytes,
+            ("POST", "/v1/base-models"): settings.max_base_model_upload_bytes,
+        },
     )
     for router in (
         health.router,
         jobs.router,
         models.router,
         datasets.router,
+        base_models.router,
         keys.router,
         open_inference.router,
     ):

@@ -1,7 +1,8 @@
 """Request body size limit, enforced before a handler reads the body.
 
-Content-Length is checked up front; a chunked body is counted as it streams in. Dataset uploads
-get their own, larger limit (max_upload_bytes); every other route keeps max_request_bytes.
+Content-Length is checked up front; a chunked body is counted as it streams in. Uploads get
+their own, larger limits (datasets: max_upload_bytes; base models: max_base_model_upload_bytes);
+every other route keeps max_request_bytes.
 """
 
 import json
@@ -11,22 +12,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
-UPLOAD_ROUTES = frozenset({("POST", "/v1/datasets")})
 # Room for the multipart framing and the small form fields beside the file; the service
-# checks the file itself against max_upload_bytes to the byte.
+# checks the file itself against its own limit to the byte.
 UPLOAD_FORM_OVERHEAD = 64 * 1024
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int, upload_max_bytes: int | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, uploads: dict[tuple[str, str], int] | None = None
+    ) -> None:
+        """uploads: (method, path) → that upload's file limit."""
         self.app = app
         self.max_bytes = max_bytes
-        self.upload_max_bytes = (upload_max_bytes or max_bytes) + UPLOAD_FORM_OVERHEAD
+        self.uploads = {route: n + UPLOAD_FORM_OVERHEAD for route, n in (uploads or {}).items()}
 
     def limit_for(self, scope: Scope) -> int:
-        if (scope.get("method"), scope.get("path")) in UPLOAD_ROUTES:
-            return self.upload_max_bytes
-        return self.max_bytes
+        return self.uploads.get((scope.get("method", ""), scope.get("path", "")), self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

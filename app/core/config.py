@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     # in a worker's memory: a small file can still decode to something huge.
     max_dataset_bytes: int = Field(4 * 1024 * 1024 * 1024, ge=1)
 
+    # Pretrained base models (Hugging Face folders; app/base_models). An uploaded archive is
+    # refused past these: its bytes on the wire, its files, and its bytes once unpacked.
+    max_base_model_upload_bytes: int = Field(4 * 1024**3, ge=1)
+    max_base_model_files: int = Field(256, ge=1)
+    max_base_model_bytes: int = Field(8 * 1024**3, ge=1)
+    # Operator-provided base models: each subfolder is one, read-only and visible to every
+    # project. Nothing is ever downloaded.
+    base_models_dir: Path | None = None
+
     # Below this much free space under data_dir, /readyz says not ready (storage "low").
     min_free_bytes: int = Field(256 * 1024 * 1024, ge=0)
     # A job that ran out of disk goes back to the queue and is tried again this much later,
@@ -101,10 +110,10 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("data_dir")
+    @field_validator("data_dir", "base_models_dir")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
 
     @property
     def db_url(self) -> str:
@@ -125,6 +134,10 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def uploaded_base_models_dir(self) -> Path:
+        return self.data_dir / "base-models"
 
     def broker_transport_options(self) -> dict[str, object]:
         if not self.embedded_broker:

@@ -1,6 +1,10 @@
 """A trained model as the registry stores it: weights, the arguments that rebuild the
-network, and the preprocessing that predict must repeat. Written as a v1 checkpoint."""
+network, and the preprocessing that predict must repeat. Written as a v1 checkpoint.
 
+A fine-tuned pretrained model stores only what training changed; its options name its base
+(id, sha256, and where its folder is), whose files provide the rest (app/ml/pretrained.py)."""
+
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -9,11 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from app.ml import checkpoint
+from app.core.kinds import Arch
+from app.ml import checkpoint, pretrained
 from app.ml.preprocessing import Preprocessor, Standardizer
 from app.ml.zoo import build_model
 
 KIND = "model"
+# A pretrained version's options["base"] → the base's folder on this host.
+BaseFolders = Callable[[dict[str, Any]], Path]
 
 
 @dataclass
@@ -51,7 +58,12 @@ class ModelBundle:
         }
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        out = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        weights = (
+            pretrained.stored_tensors(self.model)
+            if self.arch == Arch.pretrained
+            else self.model.state_dict()
+        )
+        out = {f"model.{k}": v for k, v in weights.items()}
         out.update(self.preprocessor.tensors())
         if self.y_scaler is not None:
             out.update(self.y_scaler.tensors("y_scaler"))
@@ -61,17 +73,25 @@ class ModelBundle:
         return checkpoint.save(path, self.tensors(), self.meta())
 
 
-def load_bundle(path: Path, device: str = "cpu") -> ModelBundle:
+def load_bundle(
+    path: Path, device: str = "cpu", base_folders: BaseFolders | None = None
+) -> ModelBundle:
     ckpt = checkpoint.load(path, device=device)
     meta = ckpt.meta
     if meta.get("kind") != KIND:
         raise checkpoint.CheckpointError(f"{path.name} holds no registered model")
+    weights = {k[len("model.") :]: v for k, v in ckpt.tensors.items() if k.startswith("model.")}
     try:
-        model = build_model(meta["arch"], meta["input_shape"], meta["output_dim"], meta["options"])
-        weights = {k[len("model.") :]: v for k, v in ckpt.tensors.items() if k.startswith("model.")}
-        model.load_state_dict(weights, strict=True)
-        preprocessor = Preprocessor.load(meta["preprocessing"], ckpt.tensors)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        base = _base_folder(meta, base_folders)
+        if base is not None:
+            model = pretrained.load_finetuned(base, meta["output_dim"], meta["options"], weights)
+        else:
+            model = build_model(
+                meta["arch"], meta["input_shape"], meta["output_dim"], meta["options"]
+            )
+            model.load_state_dict(weights, strict=True)
+        preprocessor = Preprocessor.load(meta["preprocessing"], ckpt.tensors, base)
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError) as exc:
         raise checkpoint.CheckpointError(f"{path.name} does not match its arch: {exc}") from exc
     model.to(device).eval()
     has_y = "y_scaler.mean" in ckpt.tensors
@@ -85,3 +105,11 @@ def load_bundle(path: Path, device: str = "cpu") -> ModelBundle:
         y_scaler=Standardizer.from_tensors(ckpt.tensors, "y_scaler") if has_y else None,
         model=model,
     )
+
+
+def _base_folder(meta: dict[str, Any], base_folders: BaseFolders | None) -> Path | None:
+    if meta["arch"] != Arch.pretrained:
+        return None
+    if base_folders is None:
+        raise ValueError("a fine-tuned model needs its base model's folder")
+    return base_folders(meta["options"]["base"])

@@ -137,3 +137,43 @@ def estimate(
 ) -> Footprint:
     """The footprint of the model app.ml.zoo.build_model(arch, ...) would build."""
     return ESTIMATORS[Arch(arch)](list(input_shape), output_dim, **options)
+
+
+@dataclass(frozen=True)
+class PretrainedFootprint:
+    """A fine-tuned base: all its weights are held, only the trained ones have gradients and
+    optimizer state, and only a trained base keeps its activations for the backward pass."""
+
+    parameters: int
+    trained: int  # weights with gradients: all (full), the head's, or the adapters' and head's
+    activation_bytes_per_row: int
+
+    def training_bytes(self, batch_size: int, optimizer_states: int) -> int:
+        held = self.parameters * FLOAT_BYTES
+        trained = self.trained * FLOAT_BYTES * (1 + optimizer_states)
+        return held + trained + self.activation_bytes_per_row * batch_size
+
+
+def pretrained(
+    parameters: int,
+    config: dict[str, Any],
+    max_len: int,
+    output_dim: int,
+    finetune: str,
+    lora_r: int,
+) -> PretrainedFootprint:
+    """From the base's size and config. Activations per token and layer follow Korthikanti
+    et al. 2022 ("Reducing Activation Recomputation in Large Transformer Models", 34·h + 5·a·s
+    bytes in 16-bit), doubled for fp32; a frozen base keeps only its output."""
+    hidden = int(config.get("hidden_size") or config.get("n_embd") or 768)
+    layers = int(config.get("num_hidden_layers") or config.get("n_layer") or 12)
+    heads = int(config.get("num_attention_heads") or config.get("n_head") or 12)
+    head = _linear(hidden, output_dim)
+    if finetune == "head":
+        per_row = max_len * hidden * FLOAT_BYTES * 2
+        return PretrainedFootprint(parameters + head, head, per_row)
+    trained = parameters + head
+    if finetune == "lora":  # query and value of every layer: two rank-r factors each
+        trained = layers * 2 * 2 * hidden * lora_r + head
+    per_row = layers * max_len * (68 * hidden + 10 * heads * max_len)
+    return PretrainedFootprint(parameters + head, trained, per_row)

@@ -3,11 +3,14 @@ predict exactly as in training."""
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from app.ml.images import ChannelStats
+from app.ml.pretrained import SCHEME as BASE_SCHEME
+from app.ml.pretrained import BaseTokenizer, trim
 from app.ml.text import Tokenizer
 
 
@@ -43,14 +46,15 @@ class Preprocessor:
     """Everything between stored data and model input, fitted on training rows only.
 
     tabular: standardized features; image: uint8 (C, H, W) pixels scaled by channel
-    statistics; text: token ids from a vocabulary learned from the training texts.
+    statistics; text: token ids from a vocabulary learned from the training texts, or from
+    a pretrained base's own tokenizer (ids and attention mask).
     """
 
     kind: str  # app.schemas.dataset.DataKind value
     input_shape: list[int]
     x_scaler: Standardizer | None = None
     channels: ChannelStats | None = None
-    tokenizer: Tokenizer | None = None
+    tokenizer: Tokenizer | BaseTokenizer | None = None
     feature_names: list[str] | None = None
     flatten: bool = False  # images for an mlp: (C, H, W) pixels become C*H*W features
 
@@ -71,6 +75,11 @@ class Preprocessor:
     def fit_text(cls, texts: list[str], vocab_size: int, max_len: int) -> "Preprocessor":
         return cls("text", [max_len], tokenizer=Tokenizer.fit(texts, vocab_size))
 
+    @classmethod
+    def fit_base_text(cls, base: Path, max_len: int) -> "Preprocessor":
+        """Nothing to fit: the base's tokenizer, from its folder."""
+        return cls("text", [max_len], tokenizer=BaseTokenizer(base))
+
     def tabular(self, x: torch.Tensor) -> torch.Tensor:
         assert self.x_scaler is not None
         return self.x_scaler(x)
@@ -84,6 +93,8 @@ class Preprocessor:
         if self.channels is not None:
             x = self.channels(x)
             return x.flatten(1) if self.flatten else x
+        if isinstance(self.tokenizer, BaseTokenizer):
+            return trim(x)
         return x
 
     def to(self, device: torch.device | str) -> "Preprocessor":
@@ -114,14 +125,25 @@ class Preprocessor:
         }
 
     @classmethod
-    def load(cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "Preprocessor":
+    def load(
+        cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor], base: Path | None = None
+    ) -> "Preprocessor":
+        """base: the folder of the version's pretrained base, if it has one."""
         kind = meta.get("kind", "tabular")
         return cls(
             kind,
             list(meta["input_shape"]),
             x_scaler=Standardizer.from_tensors(tensors, "x_scaler") if kind == "tabular" else None,
             channels=ChannelStats.from_tensors(tensors, "channels") if kind == "image" else None,
-            tokenizer=Tokenizer.from_json(meta["tokenizer"]) if kind == "text" else None,
+            tokenizer=_load_tokenizer(meta["tokenizer"], base) if kind == "text" else None,
             feature_names=meta.get("feature_names"),
             flatten=bool(meta.get("flatten", False)),
         )
+
+
+def _load_tokenizer(data: Any, base: Path | None) -> Tokenizer | BaseTokenizer:
+    if isinstance(data, dict) and data.get("scheme") == BASE_SCHEME:
+        if base is None:
+            raise ValueError("a base model's tokenizer needs the base's folder")
+        return BaseTokenizer(base)
+    return Tokenizer.from_json(data)

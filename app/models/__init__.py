@@ -2,15 +2,18 @@
 
 from app.models.api_key import ApiKey
 from app.models.base import Base
+from app.models.base_model import SHARED, BaseModelRow
 from app.models.dataset import Dataset
 from app.models.job import TERMINAL, Job, JobEvent, JobMetric, JobStatus
-from app.models.model_version import ModelAlias, ModelVersion, RegisteredModel
+from app.models.model_version import ModelAlias, ModelVersion, RegisteredModel, VersionBase
 from app.models.worker import LeaderLock, WorkerNode
 
 __all__ = [
+    "SHARED",
     "TERMINAL",
     "ApiKey",
     "Base",
+    "BaseModelRow",
     "Dataset",
     "Job",
     "JobEvent",
@@ -20,5 +23,6 @@ __all__ = [
     "ModelAlias",
     "ModelVersion",
     "RegisteredModel",
+    "VersionBase",
     "WorkerNode",
 ]

@@ -75,3 +75,18 @@ class ModelAlias(Base):
     @property
     def version(self) -> int:
         return self.target.version
+
+
+class VersionBase(Base):
+    """The base a fine-tuned version was built on, whose files it needs to load. The database
+    refuses to delete a base while a version points to it, even when the two requests race;
+    deleting the version removes its row here."""
+
+    __tablename__ = "version_bases"
+
+    version_id: Mapped[str] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    base_model_id: Mapped[str] = mapped_column(
+        ForeignKey("base_models.id", ondelete="RESTRICT"), index=True
+    )

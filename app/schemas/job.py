@@ -13,7 +13,7 @@ from pydantic import (
     model_validator,
 )
 
-from app.core.kinds import Arch, Task  # the spec names them (re-exported)
+from app.core.kinds import Arch, Finetune, Head, Task  # the spec names them (re-exported)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
@@ -62,6 +62,15 @@ class DatasetRef(Strict):
         return self
 
 
+class LoraConfig(Strict):
+    """Low-rank adapters (Hu et al. 2021): the update of each adapted weight is B·A of rank r,
+    scaled by alpha / r."""
+
+    r: int = Field(8, ge=1, le=256)
+    alpha: float = Field(16.0, gt=0.0, le=4096.0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
 class ModelConfig(Strict):
     """One flat config; each arch reads its own fields (app.ml.zoo.arch_options)."""
 
@@ -84,11 +93,26 @@ class ModelConfig(Strict):
     vocab_size: int = Field(20000, ge=100, le=200000)
     layers: int = Field(2, ge=1, le=12)
     heads: int = Field(4, ge=1, le=16)
+    # pretrained: a base model (GET /v1/base-models: its name or id; the job keeps the id), what
+    # it is fine-tuned to answer (default: the dataset's task), and which weights train.
+    # max_len above bounds the tokens per text.
+    base: str | None = Field(None, pattern=NAME_PATTERN)
+    head: Head | None = None
+    finetune: Finetune = Finetune.full
+    lora: LoraConfig = Field(default_factory=LoraConfig)
 
     @model_validator(mode="after")
     def _heads_divide_embedding(self) -> "ModelConfig":
         if self.arch == Arch.text and self.encoder == "transformer" and self.embed_dim % self.heads:
             raise ValueError("embed_dim must be a multiple of heads")
+        return self
+
+    @model_validator(mode="after")
+    def _pretrained_names_a_base(self) -> "ModelConfig":
+        if (self.arch == Arch.pretrained) != (self.base is not None):
+            raise ValueError(
+                "arch 'pretrained' needs model.base (a base model's name or id), and only it"
+            )
         return self
 
 
@@ -135,6 +159,12 @@ class TrainingConfig(Strict):
     test_split: float = Field(0.0, ge=0.0, lt=1.0)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     grad_clip: float | None = Field(None, gt=0.0)  # max gradient norm
+    # Optimizer steps every this many batches (gradients summed over them): an effective batch
+    # of batch_size x gradient_accumulation in the memory of one batch.
+    gradient_accumulation: int = Field(1, ge=1, le=1024)
+    # pretrained: the new head's learning rate (default: the optimizer's lr); a freshly
+    # initialised head usually wants a larger rate than the pretrained weights below it.
+    head_lr: float | None = Field(None, gt=0.0, le=10.0)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     class_weights: ClassWeights | None = None
     resample: Literal["none", "balanced"] = "none"  # balanced: draw classes equally often

@@ -4,38 +4,33 @@ tenancy; and what a job spec's dataset is (kind, task, input shape) for validati
 A service because it owns database rows and their folders within the caller's transaction;
 how a file is parsed, stored and named is app.datasets, which the worker shares."""
 
-import hashlib
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
+from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.files import sha256_file
 from app.datasets.builtin import BUILTINS
 from app.datasets.formats import parse_upload
-from app.datasets.parsing import Parsed, UploadOptions, invalid
+from app.datasets.parsing import Parsed, UploadOptions
 from app.datasets.stored import DATA_FILE, dataset_folder, relative_path, write_stored
 from app.models import Dataset, Job, JobStatus
 from app.models.base import new_id
 from app.schemas.dataset import DataKind, DatasetFormat
 from app.schemas.job import DatasetRef, Task
+from app.services import folders
 from app.services.auth import Principal
 from app.services.pagination import paginate
+from app.services.uploads import receive
 
 log = logging.getLogger(__name__)
 
 UPLOAD_FILE = "upload.tmp"
-CHUNK_BYTES = 1 << 20
-# Folders to remove when the transaction ends the other way: a created dataset's on rollback,
-# a deleted one's on commit. Kept in session.info like app.services.queue's pending tasks.
-_CREATED = "trainserve_datasets_created"
-_DELETED = "trainserve_datasets_deleted"
 
 
 @dataclass(frozen=True)
@@ -69,7 +64,7 @@ def create_dataset(
     dataset_id = new_id()
     folder = dataset_folder(settings, dataset_id)
     folder.mkdir(parents=True)
-    session.info.setdefault(_CREATED, []).append(folder)
+    folders.created(session, folder)
     try:
         parsed, upload_info = _store(folder, fmt, upload, options, settings)
         row = Dataset(
@@ -88,7 +83,7 @@ def create_dataset(
         session.add(row)
         session.flush()
     except BaseException:
-        remove_folder(folder)
+        folders.remove_folder(folder)
         raise
     return row
 
@@ -97,54 +92,14 @@ def _store(
     folder: Path, fmt: DatasetFormat, upload: BinaryIO, options: UploadOptions, settings: Settings
 ) -> tuple[Parsed, dict[str, Any]]:
     source = folder / UPLOAD_FILE
-    upload_info = receive(upload, source, settings.max_upload_bytes)
+    upload_info = receive(
+        upload, source, settings.max_upload_bytes, "max_upload_bytes", "invalid_dataset"
+    )
     with open(source, "rb") as fp:
         parsed = parse_upload(fmt, fp, options, settings)
     source.unlink()
     write_stored(folder / DATA_FILE, parsed.arrays)
     return parsed, upload_info
-
-
-def receive(upload: BinaryIO, path: Path, limit: int) -> dict[str, Any]:
-    """Copy the upload to path in chunks, counting: Content-Length alone is not trusted."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "xb") as out:
-        while chunk := upload.read(CHUNK_BYTES):
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(
-                    f"the file is larger than {limit} bytes (TRAINSERVE_MAX_UPLOAD_BYTES)",
-                    details={"setting": "max_upload_bytes", "limit": limit},
-                )
-            digest.update(chunk)
-            out.write(chunk)
-    if size == 0:
-        raise invalid("the file is empty")
-    return {"bytes": size, "sha256": digest.hexdigest()}
-
-
-def remove_folder(folder: Path) -> None:
-    try:
-        shutil.rmtree(folder)
-    except FileNotFoundError:
-        return
-    except OSError:
-        log.exception("could not remove dataset folder %s", folder)
-
-
-@event.listens_for(Session, "after_commit")
-def _after_commit(session: Session) -> None:
-    session.info.pop(_CREATED, None)
-    for folder in session.info.pop(_DELETED, []):
-        remove_folder(folder)
-
-
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_DELETED, None)
-    for folder in session.info.pop(_CREATED, []):
-        remove_folder(folder)
 
 
 # --- read, list, delete ---------------------------------------------------------------------
@@ -180,7 +135,7 @@ def delete_dataset(
         )
     session.delete(row)
     session.flush()
-    session.info.setdefault(_DELETED, []).append(dataset_folder(settings, dataset_id))
+    folders.deleted(session, dataset_folder(settings, dataset_id))
 
 
 def active_jobs_using(session: Session, dataset_id: str) -> list[str]:

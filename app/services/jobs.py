@@ -10,12 +10,13 @@ from app.core.db import db_now, execute_update, insert_or_ignore, serialize
 from app.core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from app.models import TERMINAL, Job, JobEvent, JobMetric, JobStatus
 from app.models.base import new_id, utcnow
-from app.schemas.job import JobSpec
+from app.schemas.job import Arch, JobSpec
 from app.services import spec_checks
 from app.services.auth import Principal
 from app.services.dataset_catalog import dataset_info
 from app.services.job_state import add_event
 from app.services.pagination import paginate
+from app.services.pretrained_checks import check_pretrained
 from app.services.queue import TRAIN_TASK, enqueue_after_commit
 
 
@@ -24,9 +25,15 @@ def _invalid(field: str, message: str) -> Unprocessable:
 
 
 def validate_spec(
-    session: Session, spec: JobSpec, settings: Settings, tenant: str | None = None
-) -> None:
-    """What the schema alone cannot check: datasets that exist, fit, and the explicit limits."""
+    session: Session,
+    spec: JobSpec,
+    settings: Settings,
+    tenant: str | None = None,
+    project: str | None = None,
+) -> JobSpec:
+    """What the schema alone cannot check: datasets and base models that exist, fit, and the
+    explicit limits. Returns the spec as the job keeps it (a base model pinned to its id);
+    `project` is where names resolve (the caller's, when tenant spans every project)."""
     training = spec.training
     if training.epochs > settings.max_epochs:
         raise _invalid("training.epochs", f"at most {settings.max_epochs} epochs per job")
@@ -42,8 +49,11 @@ def validate_spec(
     info = dataset_info(session, spec.dataset, tenant)
     name = spec.dataset.builtin or spec.dataset.id or ""
     spec_checks.check_fit(spec, info.kind, info.task, info.classes, name)
-    spec_checks.check_footprint(spec, info, settings)
     spec_checks.check_device(session, training.device)
+    if spec.model.arch == Arch.pretrained:
+        return check_pretrained(session, spec, info, settings, project or tenant or "default")
+    spec_checks.check_footprint(spec, info, settings)
+    return spec
 
 
 def submit_job(
@@ -57,7 +67,7 @@ def submit_job(
 
     A retry with the same Idempotency-Key gets the first job back, also when the retries
     arrive all at once: the insert is one statement that does nothing on a taken key."""
-    validate_spec(session, spec, settings, principal.tenant)
+    spec = validate_spec(session, spec, settings, principal.tenant, principal.project)
     body = spec.model_dump(mode="json")
     scoped_key = _scoped_key(principal, idempotency_key)
     if scoped_key is not None:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.core.db import execute_update, insert_or_ignore, upsert
 from app.core.errors import Conflict, NotFound
-from app.models import ModelAlias, ModelVersion, RegisteredModel
+from app.models import ModelAlias, ModelVersion, RegisteredModel, VersionBase
 from app.models.base import new_id, utcnow
 
 DEFAULT_ALIAS = "production"
@@ -20,14 +20,23 @@ MAX_VERSION = 2**31 - 1
 
 
 def register_version(
-    session: Session, *, project: str, model_name: str, **lineage: Any
+    session: Session,
+    *,
+    project: str,
+    model_name: str,
+    base_model_id: str | None = None,
+    **lineage: Any,
 ) -> ModelVersion:
     """Add the next version of (project, model_name), creating the model on its first version.
-    Both steps are single statements, so jobs finishing at once each get their own number."""
+    Both steps are single statements, so jobs finishing at once each get their own number.
+    base_model_id: the base a fine-tuned version needs, which then cannot be deleted."""
     model_id = _ensure_model(session, project, model_name)
     row = ModelVersion(model_id=model_id, version=_next_version(session, model_id), **lineage)
     session.add(row)
     session.flush()
+    if base_model_id is not None:
+        session.add(VersionBase(version_id=row.id, base_model_id=base_model_id))
+        session.flush()
     return row
 
 

@@ -23,6 +23,7 @@ ARCH_KINDS = {
     Arch.cnn: {DataKind.image},
     Arch.resnet: {DataKind.image},
     Arch.text: {DataKind.text},
+    Arch.pretrained: {DataKind.text, DataKind.image},  # which one: the base's family decides
 }
 CLASSIFICATION_METRICS = {
     "val_loss",
@@ -145,9 +146,9 @@ def check_footprint(spec: JobSpec, info: DatasetInfo, settings: Settings) -> Non
             "(TRAINSERVE_MAX_MODEL_PARAMETERS)"
         )
         field = _size_field(spec, footprint)
-        raise _too_big(field, message, "max_model_parameters", params, max_params)
+        raise too_big(field, message, "max_model_parameters", params, max_params)
     training = spec.training
-    states = 2 if training.optimizer.name != "sgd" else int(training.optimizer.momentum > 0)
+    states = optimizer_states(spec)
     state, limit = footprint.state_bytes(states), settings.max_training_bytes
     total = footprint.training_bytes(training.batch_size, states)
     if total <= limit:
@@ -166,7 +167,13 @@ def check_footprint(spec: JobSpec, info: DatasetInfo, settings: Settings) -> Non
         field = "training.batch_size"
         message = f"{step} ({_size(per_row)} of activations per row), {allowed}; "
         message += f"at most {fit:,} rows per batch fit"
-    raise _too_big(field, message, "max_training_bytes", total, limit)
+    raise too_big(field, message, "max_training_bytes", total, limit)
+
+
+def optimizer_states(spec: JobSpec) -> int:
+    """fp32 tensors of optimizer state per trained weight: SGD with momentum 1, Adam 2."""
+    optimizer = spec.training.optimizer
+    return 2 if optimizer.name != "sgd" else int(optimizer.momentum > 0)
 
 
 def _footprint(spec: JobSpec, info: DatasetInfo) -> Footprint:
@@ -188,7 +195,7 @@ def _size_field(spec: JobSpec, footprint: Footprint) -> str:
     return SIZE_FIELDS[Arch(model.arch)]
 
 
-def _too_big(field: str, message: str, setting: str, estimate: int, limit: int) -> Unprocessable:
+def too_big(field: str, message: str, setting: str, estimate: int, limit: int) -> Unprocessable:
     detail = {"loc": field.split("."), "msg": message, "setting": setting}
     return Unprocessable(
         f"{field}: {message}", details=[detail | {"estimate": estimate, "limit": limit}]

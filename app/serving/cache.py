@@ -8,9 +8,9 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from app.core.errors import AppError
+from app.core.errors import AppError, Unavailable
 from app.core.files import sha256_file
-from app.ml.bundle import ModelBundle, load_bundle
+from app.ml.bundle import BaseFolders, ModelBundle, load_bundle
 from app.ml.checkpoint import CheckpointError
 from app.serving import model_metrics
 from app.serving.lookup import VersionKey
@@ -24,8 +24,11 @@ class ModelUnavailable(AppError):
 
 
 def bundle_bytes(bundle: ModelBundle) -> int:
-    """What a loaded version holds in memory: its tensors (weights, buffers, preprocessing)."""
-    return sum(t.numel() * t.element_size() for t in bundle.tensors().values())
+    """What a loaded version holds in memory: its tensors (weights, buffers, preprocessing),
+    a fine-tuned model's base weights included."""
+    tensors = [*bundle.tensors().values(), *bundle.model.state_dict().values()]
+    unique = {t.data_ptr(): t.numel() * t.element_size() for t in tensors}
+    return sum(unique.values())
 
 
 class ModelCache:
@@ -33,10 +36,17 @@ class ModelCache:
     newest load always stays, even alone over the budget. Keyed by (version id, checkpoint
     sha256): a loaded model answers only for the exact version and weights it was loaded as."""
 
-    def __init__(self, capacity: int, max_bytes: int | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        capacity: int,
+        max_bytes: int | None = None,
+        device: str = "cpu",
+        base_folders: BaseFolders | None = None,
+    ) -> None:
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.device = device  # where loaded versions live and run
+        self.base_folders = base_folders  # a fine-tuned version's base → its folder here
         self._sizes: dict[VersionKey, int] = {}
         self._labels: dict[VersionKey, str] = {}  # → its model as the metrics name it
         self._models: OrderedDict[VersionKey, ModelBundle] = OrderedDict()
@@ -84,8 +94,8 @@ class ModelCache:
         try:
             if path.is_file() and sha256_file(path) != sha256:
                 raise CheckpointError("checkpoint does not match the sha256 the registry recorded")
-            bundle = load_bundle(path, self.device)
-        except CheckpointError as exc:
+            bundle = load_bundle(path, self.device, self.base_folders)
+        except (CheckpointError, Unavailable) as exc:
             raise ModelUnavailable(f"this model version cannot be loaded: {exc}") from exc
         self.loads += 1
         return bundle

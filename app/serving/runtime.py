@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from starlette.concurrency import run_in_threadpool
 
+from app.base_models.location import base_folder
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.core.errors import AppError, PayloadTooLarge
@@ -42,7 +43,10 @@ class Serving:
         self.settings = settings
         self.device = resolve_device(settings.serve_device, "TRAINSERVE_SERVE_DEVICE")
         self.cache = ModelCache(
-            settings.model_cache_size, settings.model_cache_bytes, str(self.device)
+            settings.model_cache_size,
+            settings.model_cache_bytes,
+            str(self.device),
+            lambda base: base_folder(settings, base["source"], base["folder"]),
         )
         self.policy = BatchPolicy(
             max_rows=settings.batch_max_rows,

@@ -28,6 +28,8 @@ TABLES = {
     "datasets",
     "workers",
     "leader_locks",
+    "base_models",
+    "version_bases",
 }
 
 

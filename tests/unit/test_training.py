@@ -231,3 +231,31 @@ def test_prepare_standardizes_with_train_statistics_only() -> None:
         and regression.y_scaler is not None
     )
     assert regression.y_train.shape[1] == 1
+
+
+def test_gradient_accumulation_takes_the_step_one_larger_batch_would() -> None:
+    """Two batches of 8 summed into one step = one batch of 16; 20 rows: the last step has 4."""
+    x, y = blobs()
+    x, y = x[:20], y[:20]
+    weights = []
+    for batch_size, accumulate in ((16, 1), (8, 2)):
+        torch.manual_seed(0)
+        model = nn.Linear(4, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        opts = LoopOptions(
+            Scoring(Task.classification, ["a", "b"]), 2, batch_size, accumulate=accumulate
+        )
+        steps: list[int] = []
+        fit(
+            model,
+            opt,
+            nn.CrossEntropyLoss(),
+            Splits(x, y, x[:4], y[:4]),
+            opts,
+            torch.Generator().manual_seed(3),
+            on_step=lambda rows, steps=steps: steps.append(rows) or False,
+            on_epoch_end=lambda r: None,
+        )
+        assert steps == [16, 4, 16, 4]  # rows per optimizer step, both ways
+        weights.append(model.weight.detach().clone())
+    assert torch.allclose(weights[0], weights[1], atol=1e-6)

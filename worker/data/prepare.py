@@ -3,6 +3,7 @@ training rows only (standardization, image channel statistics, a text vocabulary
 fitted preprocessing is stored with the model, and predict applies it unchanged."""
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,7 +52,8 @@ def load_raw(spec: JobSpec, load_stored: Any = None) -> RawData:
     return raw
 
 
-def prepare(spec: JobSpec, raw: RawData) -> TrainingData:
+def prepare(spec: JobSpec, raw: RawData, base: Path | None = None) -> TrainingData:
+    """base: a pretrained job's base folder, whose tokenizer or image processor it uses."""
     task = spec.model.task or (Task.classification if raw.classes is not None else Task.regression)
     training = spec.training
     train, val, test = three_way_split(
@@ -61,7 +63,7 @@ def prepare(spec: JobSpec, raw: RawData) -> TrainingData:
         training.seed,
         stratify=task == Task.classification,
     )
-    preprocessor, x = _fit_inputs(spec, raw, train)
+    preprocessor, x = _fit_inputs(spec, raw, train, base)
     y, y_scaler = _targets(raw.y, train, task)
     return TrainingData(
         kind=raw.kind,
@@ -81,9 +83,13 @@ def prepare(spec: JobSpec, raw: RawData) -> TrainingData:
 
 
 def _fit_inputs(
-    spec: JobSpec, raw: RawData, train: np.ndarray
+    spec: JobSpec, raw: RawData, train: np.ndarray, base: Path | None
 ) -> tuple[Preprocessor, torch.Tensor]:
     """Fit the preprocessing on the training rows; return it and every row in stored form."""
+    if raw.kind == DataKind.text and base is not None:
+        assert raw.texts is not None
+        preprocessor = Preprocessor.fit_base_text(base, spec.model.max_len)
+        return preprocessor, preprocessor.encode_texts(raw.texts)
     if raw.kind == DataKind.text:
         assert raw.texts is not None
         preprocessor = Preprocessor.fit_text(

@@ -109,6 +109,7 @@ class LoopOptions:
     epochs: int
     batch_size: int
     transform: Transform = _identity
+    accumulate: int = 1  # batches per optimizer step (gradient accumulation)
     # (rows, generator) → each epoch's order: a permutation, or a weighted draw (resampling)
     order: Callable[[int, torch.Generator], torch.Tensor] = random_order
     precision: Precision = field(default_factory=Precision)
@@ -145,16 +146,16 @@ def train_one_epoch(
     x, y = x[order], y[order]  # one gather per epoch; batches below are views
     total = torch.zeros((), device=x.device)
     steps = 0
-    for start in range(0, x.shape[0], opts.batch_size):
-        xb = opts.transform(x[start : start + opts.batch_size], True)
-        yb = y[start : start + opts.batch_size]
+    rows_per_step = opts.batch_size * opts.accumulate
+    for first in range(0, x.shape[0], rows_per_step):
+        last = min(first + rows_per_step, x.shape[0])
         # Summed on the device: reading it here would wait for the GPU after every step.
-        total += train_step(model, optimizer, loss_fn, xb, yb, opts) * xb.shape[0]
+        total += train_step(model, optimizer, loss_fn, x[first:last], y[first:last], opts)
         steps += 1
         opts.schedule.after_step()
         # The runner's hook: a cancel, a drain or the time limit stops the job after this
         # step; it reads only what the lease thread last learned, so a step waits on nothing.
-        if on_step(xb.shape[0]):
+        if on_step(last - first):
             raise StopRequested
     return (total / x.shape[0]).item(), steps  # the epoch's one sync with the device
 
@@ -209,22 +210,30 @@ def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     loss_fn: nn.Module,
-    xb: torch.Tensor,
-    yb: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
     opts: LoopOptions,
 ) -> torch.Tensor:
-    """One optimizer step; returns the batch's mean loss, still on the device."""
+    """One optimizer step over the rows of x, in batches of batch_size whose gradients add up
+    (gradient accumulation: one batch's memory, a larger batch's step). Each batch's loss is
+    weighted by its share of the rows, so the step is the one a single batch of them would
+    take. Returns the rows' summed loss, still on the device."""
     optimizer.zero_grad(set_to_none=True)
-    with opts.precision.autocast(xb.device):
-        loss = loss_fn(model(xb).float(), yb)  # the loss in fp32 whatever the precision
     scaler = opts.precision.scaler
-    scaler.scale(loss).backward()
+    total = torch.zeros((), device=x.device)
+    for start in range(0, x.shape[0], opts.batch_size):
+        xb = opts.transform(x[start : start + opts.batch_size], True)
+        yb = y[start : start + opts.batch_size]
+        with opts.precision.autocast(xb.device):
+            loss = loss_fn(model(xb).float(), yb)  # the loss in fp32 whatever the precision
+        scaler.scale(loss * (xb.shape[0] / x.shape[0])).backward()
+        total += loss.detach() * xb.shape[0]
     if opts.grad_clip is not None:
         scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
         nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
     scaler.step(optimizer)  # skipped by the scaler when fp16 gradients overflowed
     scaler.update()
-    return loss.detach()
+    return total
 
 
 @torch.inference_mode()

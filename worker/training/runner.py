@@ -36,6 +36,7 @@ from app.services.job_state import Claim, LeaseLost
 from worker.data.prepare import TrainingData, load_raw
 from worker.node import node_id, process_id
 from worker.training import setup
+from worker.training.base import Base, load_base
 from worker.training.lease import LeaseKeeper
 from worker.training.loop import Diverged, StopRequested, evaluate, fit
 from worker.training.reporter import Reporter
@@ -121,8 +122,9 @@ def train_attempt(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outc
     """Train the claimed attempt; None when the job went back to the queue instead."""
     spec = JobSpec.model_validate(claim.spec)
     device = resolve_device(spec.training.device)
+    base = load_base(spec, settings)
     raw = load_raw(spec, lambda dataset_id: load_stored(settings, dataset_id))
-    run = setup.assemble(spec, raw, device)
+    run = setup.assemble(spec, raw, device, base)
     state = TrainingState(run.model, run.optimizer, run.generator, setup.stateful_parts(run.opts))
     ckpts = CheckpointDir(
         settings.artifacts_dir / "jobs" / claim.job_id, claim.attempt, settings.checkpoints_kept
@@ -153,7 +155,7 @@ def train_attempt(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outc
         return _stopped(claim, reporter)
     except Diverged as exc:
         return Outcome(JobStatus.failed, f"diverged: {exc}")
-    return _conclude(claim, spec, run, ckpts, reporter, last)
+    return _conclude(claim, spec, run, ckpts, reporter, last, base)
 
 
 def _stopped(claim: Claim, reporter: Reporter) -> Outcome | None:
@@ -201,6 +203,7 @@ def _conclude(
     ckpts: CheckpointDir,
     reporter: Reporter,
     last: int,
+    base: Base | None,
 ) -> Outcome:
     """Pick the epoch to register (the best one under early stopping) and test it. Its
     metrics come from the recorded history, whichever attempt recorded them."""
@@ -220,7 +223,7 @@ def _conclude(
         "validation": validation,
         "test": test_report,
     }
-    lineage = _save_model(claim, spec, data, run.model.to("cpu"), ckpts)
+    lineage = _save_model(claim, spec, data, run.model.to("cpu"), ckpts, base)
     stopped = f"; early stopping after epoch {last}" if last < spec.training.epochs else ""
     chosen = f" (best epoch {best} of {last}{stopped})" if opts.early_stopping is not None else ""
     return Outcome(
@@ -233,12 +236,17 @@ def _conclude(
 
 
 def _save_model(
-    claim: Claim, spec: JobSpec, data: TrainingData, model: nn.Module, ckpts: CheckpointDir
+    claim: Claim,
+    spec: JobSpec,
+    data: TrainingData,
+    model: nn.Module,
+    ckpts: CheckpointDir,
+    base: Base | None,
 ) -> dict[str, Any]:
     """Write the model bundle; return the lineage its version is registered with."""
     bundle = ModelBundle(
         arch=spec.model.arch,
-        options=setup.model_options(spec, data),
+        options=setup.model_options(spec, data, base),
         task=data.task,
         output_dim=data.output_dim,
         classes=data.classes,
@@ -256,4 +264,5 @@ def _save_model(
         "input_shape": data.preprocessor.input_shape,
         "checkpoint_path": str(path.relative_to(ckpts.job_root.parents[1])),
         "checkpoint_sha256": sha256,
+        "base_model_id": base.id if base is not None else None,
     }

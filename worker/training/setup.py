@@ -9,9 +9,11 @@ import torch
 from torch import nn
 
 from app.datasets.raw import RawData
+from app.ml import pretrained
 from app.ml.zoo import arch_options, build_model
-from app.schemas.job import JobSpec, Task
+from app.schemas.job import Arch, JobSpec, Task
 from worker.data.prepare import TrainingData, prepare
+from worker.training.base import Base
 from worker.training.loop import LoopOptions, Precision, Scoring, Splits, Transform, random_order
 from worker.training.regularize import (
     EarlyStopping,
@@ -24,33 +26,58 @@ from worker.training.schedule import ConstantLr, LrSchedule, Schedule
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def model_options(spec: JobSpec, data: TrainingData) -> dict[str, Any]:
+def model_options(spec: JobSpec, data: TrainingData, base: Base | None) -> dict[str, Any]:
+    """The arguments that rebuild the network, stored with the model."""
+    if base is not None:
+        model = spec.model
+        return {
+            "base": base.meta(),
+            "family": base.family,
+            "head": model.head,
+            "finetune": model.finetune,
+            "lora": model.lora.model_dump(),
+            "dropout": model.dropout,
+        }
     options = arch_options(spec.model.model_dump())
     if data.preprocessor.tokenizer is not None:
         options["num_embeddings"] = data.preprocessor.tokenizer.size
     return options
 
 
-def make_model(spec: JobSpec, data: TrainingData, device: torch.device) -> nn.Module:
-    torch.manual_seed(spec.training.seed)
-    model = build_model(
-        spec.model.arch, data.input_shape, data.output_dim, model_options(spec, data)
-    )
-    return model.to(device)
+def make_model(
+    spec: JobSpec, data: TrainingData, device: torch.device, base: Base | None
+) -> nn.Module:
+    torch.manual_seed(spec.training.seed)  # the new layers' initial weights
+    options = model_options(spec, data, base)
+    if base is not None:
+        return pretrained.build_finetune(base.folder, data.output_dim, options).to(device)
+    return build_model(spec.model.arch, data.input_shape, data.output_dim, options).to(device)
+
+
+def _parameter_groups(model: nn.Module, spec: JobSpec) -> list[dict[str, Any]]:
+    """Only weights that train; a pretrained model's new head at training.head_lr."""
+    head = {id(p) for p in pretrained.head_parameters(model)}
+    trained = [p for p in model.parameters() if p.requires_grad]
+    if spec.model.arch != Arch.pretrained or spec.training.head_lr is None:
+        return [{"params": trained}]
+    body = [p for p in trained if id(p) not in head]
+    groups = [{"params": [p for p in trained if id(p) in head], "lr": spec.training.head_lr}]
+    return ([{"params": body}] if body else []) + groups
 
 
 def make_optimizer(model: nn.Module, spec: JobSpec) -> torch.optim.Optimizer:
     opt = spec.training.optimizer
+    groups = _parameter_groups(model, spec)
     if opt.name == "sgd":
         return torch.optim.SGD(
-            model.parameters(),
+            groups,
             lr=opt.lr,
             momentum=opt.momentum,
             nesterov=opt.nesterov and opt.momentum > 0,
             weight_decay=opt.weight_decay,
         )
     cls = torch.optim.Adam if opt.name == "adam" else torch.optim.AdamW
-    return cls(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+    return cls(groups, lr=opt.lr, weight_decay=opt.weight_decay)
 
 
 def make_loss(spec: JobSpec, data: TrainingData) -> nn.Module:
@@ -81,6 +108,7 @@ def make_options(
         epochs=training.epochs,
         batch_size=training.batch_size,
         transform=_transform(spec, data, generator),
+        accumulate=training.gradient_accumulation,
         order=_order(spec, data),
         precision=_precision(spec, device),
         grad_clip=training.grad_clip,
@@ -112,7 +140,8 @@ def _schedule(spec: JobSpec, data: TrainingData, optimizer: torch.optim.Optimize
     training = spec.training
     if training.schedule.name == "none" and not training.schedule.warmup_epochs:
         return ConstantLr()
-    steps_per_epoch = math.ceil(data.x_train.shape[0] / training.batch_size)
+    rows_per_step = training.batch_size * training.gradient_accumulation
+    steps_per_epoch = math.ceil(data.x_train.shape[0] / rows_per_step)
     return LrSchedule(optimizer, training.schedule, training.epochs, steps_per_epoch)
 
 
@@ -158,9 +187,11 @@ class Assembly:
         return Splits(d.x_train, d.y_train, d.x_val, d.y_val)
 
 
-def assemble(spec: JobSpec, raw: RawData, device: torch.device) -> Assembly:
-    data = prepare(spec, raw).to(device)
-    model = make_model(spec, data, device)
+def assemble(
+    spec: JobSpec, raw: RawData, device: torch.device, base: Base | None = None
+) -> Assembly:
+    data = prepare(spec, raw, base.folder if base is not None else None).to(device)
+    model = make_model(spec, data, device, base)
     optimizer = make_optimizer(model, spec)
     generator = torch.Generator().manual_seed(spec.training.seed)
     opts = make_options(spec, data, optimizer, generator, device)

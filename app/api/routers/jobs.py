@@ -34,7 +34,7 @@ def submit_job(
     ] = None,
 ) -> Any:
     if dry_run:
-        jobs.validate_spec(session, spec, settings, principal.tenant)
+        spec = jobs.validate_spec(session, spec, settings, principal.tenant, principal.project)
         result = DryRunResult(valid=True, spec=spec.model_dump(mode="json"))
         return JSONResponse(result.model_dump(mode="json"), status_code=200)
     job, _created = jobs.submit_job(session, spec, principal, settings, idempotency_key)

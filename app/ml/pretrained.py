@@ -1,0 +1,163 @@
+"""Pretrained Hugging Face bases, fine-tuned: the network around a base, its tokenizer, which
+weights train, and what a registered version stores on top of its base.
+
+A version stores only what fine-tuning changed (the trained weights: every weight for
+`full`, the head for `head`, the adapters and the head for `lora`) plus the buffers; its base's
+folder provides the rest. Loading rebuilds the base from its folder and lays the stored
+weights over it, refusing any that do not belong.
+
+Nothing is fetched or executed: every load is local_files_only with trust_remote_code off
+and safetensors weights only (app/base_models/folder.py refused everything else before a
+base was registered). transformers is imported on first use: processes that never fine-tune
+or serve a pretrained model never pay for it.
+"""
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from app.core.kinds import Family, Finetune, Head
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded, whatever a config says
+LOCAL_ONLY = {"local_files_only": True, "trust_remote_code": False}
+SCHEME = "base-tokenizer"  # a stored Preprocessor's tokenizer that lives in the base's folder
+HEAD_PREFIX = "head."
+
+
+@cache
+def _transformers() -> Any:
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    return transformers
+
+
+class BaseTokenizer:
+    """The base's own tokenizer. Texts become token ids and their attention mask, stacked as
+    (N, 2, max_len) int64 and padded to max_len, so that rows of any request or epoch stack
+    into one tensor; `trim` cuts a batch to its longest text before the forward pass."""
+
+    def __init__(self, folder: Path) -> None:
+        self._tok = _transformers().AutoTokenizer.from_pretrained(folder, **LOCAL_ONLY)
+        if self._tok.pad_token_id is None:  # GPT-style bases have none: pad with end-of-text
+            self._tok.pad_token = self._tok.eos_token or self._tok.unk_token
+        self._tok.padding_side = "right"  # the pooling below reads the last real token
+
+    @property
+    def size(self) -> int:
+        return len(self._tok)
+
+    def encode(self, texts: list[str], max_len: int) -> torch.Tensor:
+        enc = self._tok(
+            texts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt"
+        )
+        return torch.stack([enc["input_ids"], enc["attention_mask"]], dim=1).long()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scheme": SCHEME}
+
+
+def trim(x: torch.Tensor) -> torch.Tensor:
+    """(N, 2, T) ids and mask → (N, 2, longest real length): a batch of short texts costs
+    short-text compute, whatever max_len is."""
+    longest = int(x[:, 1].sum(dim=1).max().item()) if x.shape[0] else 1
+    return x[:, :, : max(longest, 1)]
+
+
+class TextModel(nn.Module):
+    """(N, 2, T) token ids and mask → the base's hidden states → pooled → Dropout → Linear head.
+    Encoders pool by the mean over real tokens (sentence-transformers' rule, and a good one
+    for BERT-style bases); decoders by their last real token, the only one that saw them all."""
+
+    def __init__(self, backbone: nn.Module, output_dim: int, pooling: str, dropout: float) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        config: Any = backbone.config  # a PretrainedConfig; nn.Module types it as a tensor
+        hidden = int(config.hidden_size)
+        self.head = nn.Linear(hidden, output_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ids, mask = x[:, 0], x[:, 1]
+        h = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state  # (N, T, D)
+        if self.pooling == "last":
+            last = (mask.sum(dim=1) - 1).clamp(min=0)
+            pooled = h[torch.arange(h.shape[0], device=h.device), last]
+        else:
+            weights = mask.unsqueeze(-1).to(h.dtype)
+            pooled = (h * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return self.head(self.dropout(pooled))
+
+
+def load_backbone(folder: Path) -> nn.Module:
+    """The base's network without its task head, in fp32 (autocast gives mixed precision)."""
+    transformers = _transformers()
+    backbone: nn.Module = transformers.AutoModel.from_pretrained(
+        folder, use_safetensors=True, dtype=torch.float32, **LOCAL_ONLY
+    )
+    return backbone
+
+
+def build_finetune(folder: Path, output_dim: int, options: dict[str, Any]) -> nn.Module:
+    """The network a pretrained job trains: the base, a new head, and the fine-tuning mode
+    applied (frozen base, or LoRA adapters in it)."""
+    family, head = Family(options["family"]), Head(options["head"])
+    if head == Head.causal_lm:
+        raise ValueError("causal-lm fine-tuning is not available yet")
+    backbone = load_backbone(folder)
+    pooling = "last" if family == Family.text_decoder else "mean"
+    model = TextModel(backbone, output_dim, pooling, float(options.get("dropout", 0.0)))
+    mode = Finetune(options["finetune"])
+    if mode != Finetune.full:
+        for param in model.backbone.parameters():
+            param.requires_grad_(False)
+    if mode == Finetune.lora:
+        model.backbone = _with_adapters(model.backbone, options["lora"])
+    return model
+
+
+def _with_adapters(backbone: nn.Module, lora: dict[str, Any]) -> nn.Module:
+    """LoRA adapters in the attention projections peft knows for the base's model type."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"])
+    return get_peft_model(backbone, config)
+
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for name, p in model.named_parameters() if name.startswith(HEAD_PREFIX)]
+
+
+def trainable_names(model: nn.Module) -> set[str]:
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+def stored_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What a version stores on top of its base: the trained weights and every buffer."""
+    keep = trainable_names(model) | {name for name, _ in model.named_buffers()}
+    return {k: v for k, v in model.state_dict().items() if k in keep}
+
+
+def load_finetuned(
+    folder: Path, output_dim: int, options: dict[str, Any], tensors: dict[str, torch.Tensor]
+) -> nn.Module:
+    """A registered version: its base from `folder`, the stored weights laid over it (every
+    trained weight must be there, and nothing else), adapters merged for serving speed."""
+    model = build_finetune(folder, output_dim, options)
+    result = model.load_state_dict(tensors, strict=False)
+    missing = trainable_names(model) & set(result.missing_keys)
+    if result.unexpected_keys or missing:
+        unexpected = sorted(result.unexpected_keys)[:5]
+        raise ValueError(
+            f"stored weights do not fit the base: unexpected {unexpected}, "
+            f"missing {sorted(missing)[:5]}"
+        )
+    if Finetune(options["finetune"]) == Finetune.lora:
+        model.backbone = model.backbone.merge_and_unload()  # type: ignore[union-attr,operator]
+    return model

@@ -1,0 +1,136 @@
+"""Checks of a pretrained job spec against its base model: the base exists for the caller, its
+family fits the data and the head, max_len fits its positions, and its size fits the limits.
+Refused at submission with a 422 naming the field, so no worker ever gets such a job.
+
+The job keeps the base's id, not the name it was given: a base uploaded later under the same
+name never changes what a submitted job trains on."""
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings
+from app.core.kinds import Family, Head, Task
+from app.ml.footprint import pretrained as pretrained_footprint
+from app.models import SHARED, BaseModelRow
+from app.schemas.dataset import DataKind
+from app.schemas.job import JobSpec
+from app.services.base_model_catalog import resolve_base
+from app.services.dataset_catalog import DatasetInfo
+from app.services.spec_checks import invalid, optimizer_states, too_big
+
+FAMILY_KINDS = {
+    Family.text_encoder: DataKind.text,
+    Family.text_decoder: DataKind.text,
+    Family.vision: DataKind.image,
+}
+FAMILY_HEADS = {
+    Family.text_encoder: {Head.classification, Head.regression},
+    Family.text_decoder: {Head.classification, Head.regression, Head.causal_lm},
+    Family.vision: {Head.classification, Head.regression},
+}
+# Heads this version trains; the others are refused with a clear 422 until they land.
+AVAILABLE_HEADS = {Head.classification, Head.regression}
+AVAILABLE_FAMILIES = {Family.text_encoder, Family.text_decoder}
+
+
+def check_pretrained(
+    session: Session, spec: JobSpec, info: DatasetInfo, settings: Settings, project: str
+) -> JobSpec:
+    """Every check; returns the spec with model.base pinned to the base's id."""
+    assert spec.model.base is not None  # the schema requires it for arch pretrained
+    base = resolve_base(session, spec.model.base, project)
+    if base is None:
+        raise invalid(
+            "model.base", f"no base model '{spec.model.base}'; {_known(session, project)}"
+        )
+    family = Family(base.family)
+    _check_family(base, family, info)
+    head = _check_head(spec, family, info)
+    _check_max_len(spec, base)
+    _check_size(spec, base, info, settings)
+    model = spec.model.model_copy(update={"base": base.id, "head": head})
+    return spec.model_copy(update={"model": model})
+
+
+def _check_family(base: BaseModelRow, family: Family, info: DatasetInfo) -> None:
+    if family not in AVAILABLE_FAMILIES:
+        raise invalid(
+            "model.base",
+            f"'{base.name}' is a {family} base; fine-tuning {family} bases is not available yet",
+        )
+    if FAMILY_KINDS[family] != info.kind:
+        raise invalid(
+            "model.base",
+            f"'{base.name}' is a {family} base ({base.model_type}); it takes "
+            f"{FAMILY_KINDS[family]} data, and the dataset holds {info.kind}",
+        )
+
+
+def _check_head(spec: JobSpec, family: Family, info: DatasetInfo) -> Head:
+    head = spec.model.head or Head(spec.model.task or info.task)
+    if head not in FAMILY_HEADS[family]:
+        fits = ", ".join(sorted(FAMILY_HEADS[family]))
+        raise invalid("model.head", f"a {family} base takes the heads {fits}")
+    if head not in AVAILABLE_HEADS:
+        raise invalid("model.head", f"the {head} head is not available yet")
+    if head == Head.classification and info.task != Task.classification:
+        raise invalid("model.head", "the dataset has a continuous target; use regression")
+    if head == Head.regression and info.task != Task.regression:
+        raise invalid("model.head", "the dataset has class labels; use classification")
+    if spec.model.task is not None and spec.model.task.value != head.value:
+        raise invalid("model.task", f"model.task and model.head disagree ({head})")
+    return head
+
+
+def _check_max_len(spec: JobSpec, base: BaseModelRow) -> None:
+    positions = base.config.get("max_position_embeddings") or base.config.get("n_positions")
+    if positions is not None and spec.model.max_len > int(positions):
+        raise invalid("model.max_len", f"'{base.name}' reads at most {positions} tokens per text")
+
+
+def _check_size(spec: JobSpec, base: BaseModelRow, info: DatasetInfo, settings: Settings) -> None:
+    outputs = info.n_classes or 1
+    model = spec.model
+    footprint = pretrained_footprint(
+        base.parameters, base.config, model.max_len, outputs, model.finetune, model.lora.r
+    )
+    if footprint.parameters > settings.max_model_parameters:
+        message = (
+            f"'{base.name}' has {footprint.parameters:,} parameters, more than the "
+            f"{settings.max_model_parameters:,} allowed (TRAINSERVE_MAX_MODEL_PARAMETERS)"
+        )
+        raise too_big(
+            "model.base",
+            message,
+            "max_model_parameters",
+            footprint.parameters,
+            settings.max_model_parameters,
+        )
+    training = spec.training
+    total = footprint.training_bytes(training.batch_size, optimizer_states(spec))
+    if total > settings.max_training_bytes:
+        message = (
+            f"a training step needs about {total:,} bytes, more than the "
+            f"{settings.max_training_bytes:,} allowed (TRAINSERVE_MAX_TRAINING_BYTES); a smaller "
+            "batch_size (with gradient_accumulation), max_len, or finetune 'lora' or 'head' "
+            "needs less"
+        )
+        raise too_big(
+            "training.batch_size", message, "max_training_bytes", total, settings.max_training_bytes
+        )
+
+
+def _known(session: Session, project: str) -> str:
+    names: list[Any] = list(
+        session.scalars(
+            select(BaseModelRow.name)
+            .where(BaseModelRow.project.in_([project, SHARED]))
+            .order_by(BaseModelRow.name)
+            .limit(10)
+        )
+    )
+    if not names:
+        return "upload one with POST /v1/base-models"
+    return f"this project can use: {', '.join(names)}"
