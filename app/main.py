@@ -15,6 +15,7 @@ from app.api.limits import BodySizeLimit
 from app.api.routers import (
     base_models,
     datasets,
+    generate,
     health,
     jobs,
     keys,
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         models.router,
         datasets.router,
         base_models.router,
+        generate.router,
         keys.router,
         open_inference.router,
     ):

@@ -27,3 +27,28 @@ def tiny_bert(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+COLOURS = ["red", "green", "blue", "yellow", "black", "white"]
+
+
+def tiny_gpt2(folder: Path, seed: int = 0) -> Path:
+    """A random 2-layer GPT-2 (width 32) with a word-level tokenizer over COLOURS (and an
+    end-of-text token), saved as a base folder: small enough to learn a pattern in seconds."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {word: i for i, word in enumerate(["<unk>", "<eos>", *COLOURS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>")
+    fast.save_pretrained(folder)
+    config = GPT2Config(
+        vocab_size=len(vocab), n_positions=1024, n_embd=32, n_layer=2, n_head=2,
+        bos_token_id=1, eos_token_id=1,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     # changes made through the process itself are seen at once. 0: look up on every request.
     # Where predict runs: "auto" is the GPU when torch sees one, else the CPU.
     serve_device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Generation (POST /v1/models/{name}/generate): tokens in a prompt, tokens one request may
+    # ask for, and generations running at once per API process (beyond: 429).
+    max_prompt_tokens: int = Field(1024, ge=1)
+    max_new_tokens: int = Field(512, ge=1)
+    max_concurrent_generations: int = Field(4, ge=1)
     predict_cache_s: float = Field(1.0, ge=0, le=3600)
     # uvicorn's line per request. Off by default: at predict rates it cost ~13% of a request's
     # CPU, and /metrics counts requests per route and status.

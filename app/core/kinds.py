@@ -18,6 +18,7 @@ IMAGE_ARCHS = frozenset({Arch.cnn, Arch.resnet})
 class Task(enum.StrEnum):
     classification = "classification"
     regression = "regression"
+    generation = "generation"  # text to continue: a `text` dataset, a pretrained causal-lm head
 
 
 class Head(enum.StrEnum):

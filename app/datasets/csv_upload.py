@@ -15,7 +15,6 @@ from app.datasets.parsing import (
     check_columns,
     check_decoded_bytes,
     check_rows,
-    encode_classes,
     encode_target,
     fill_missing,
     infer_task,
@@ -180,8 +179,8 @@ def _encode_column(column: pd.Series, vocab: list[str] | None) -> np.ndarray:
 
 
 def parse_text_csv(source: BinaryIO, options: UploadOptions, settings: Settings) -> Parsed:
-    if options.task == Task.regression:
-        raise invalid("task: text datasets are for classification")
+    """Columns text and label: class labels, or numbers with task=regression."""
+    task = options.task or Task.classification
     columns = read_header(source, "CSV", settings)
     require_columns(columns, ["text", "label"], "columns")
     # keep_default_na=False: a text that reads "NA" or "null" is a text, not a missing value.
@@ -201,11 +200,11 @@ def parse_text_csv(source: BinaryIO, options: UploadOptions, settings: Settings)
         labels = labels.astype(str)
     longest = int(texts.str.len().max())
     check_decoded_bytes(len(texts) * longest * 4, "the texts (padded to the longest)", settings)
-    y, target_schema = encode_classes(labels, "label", settings)
+    y, target_schema = encode_target(labels, task, "label", settings)
     lengths = texts.str.len()
     schema = {
         "kind": DataKind.text.value,
-        "task": Task.classification.value,
+        "task": task.value,
         "rows": len(y),
         **target_schema,
         "mean_length": round(float(lengths.mean()), 2),
@@ -213,7 +212,7 @@ def parse_text_csv(source: BinaryIO, options: UploadOptions, settings: Settings)
     }
     # '<U…' keeps the array free of Python objects, so it loads without pickle.
     stored = np.array(texts.tolist(), dtype=f"<U{longest}")
-    return Parsed(DataKind.text, Task.classification, {"texts": stored, "y": y}, schema)
+    return Parsed(DataKind.text, task, {"texts": stored, "y": y}, schema)
 
 
 def _refuse_blank(column: pd.Series, field: str, what: str) -> None:

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from app.core.kinds import Task
 from app.schemas.dataset import DataKind
 
 
@@ -16,6 +17,7 @@ class RawData:
     x: np.ndarray | None = None  # tabular (rows, features) float32; image (rows, C, H, W) uint8
     texts: list[str] | None = None  # text datasets: one string per row
     feature_names: list[str] | None = None  # tabular: column names, in feature order
+    task: Task | None = None  # what the dataset was stored for; None: follows from `classes`
 
     @property
     def rows(self) -> int:

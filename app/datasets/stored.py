@@ -12,6 +12,7 @@ import numpy as np
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.core.files import sha256_file
+from app.core.kinds import Task
 from app.datasets.raw import RawData
 from app.models import Dataset
 from app.schemas.dataset import DataKind
@@ -65,14 +66,15 @@ def load_stored(settings: Settings, dataset_id: str) -> RawData:
         if row is None:
             raise StoredDatasetError(f"dataset '{dataset_id}' does not exist (deleted?)")
         kind, schema, rel, sha256 = DataKind(row.kind), row.schema, row.file_path, row.sha256
+        task = Task(row.task)
     path = _inside(settings.artifacts_dir, rel)
     arrays = _read(path, sha256)
     y = arrays["y"]
     classes = schema.get("classes")
     if kind == DataKind.text:
-        return RawData(kind, y, classes, texts=arrays["texts"].tolist())
+        return RawData(kind, y, classes, texts=arrays["texts"].tolist(), task=task)
     names = schema.get("features") if kind == DataKind.tabular else None
-    return RawData(kind, y, classes, x=arrays["x"], feature_names=names)
+    return RawData(kind, y, classes, x=arrays["x"], feature_names=names, task=task)
 
 
 def _inside(root: Path, rel: str) -> Path:

@@ -161,19 +161,24 @@ def pretrained(
     output_dim: int,
     finetune: str,
     lora_r: int,
+    generates: bool = False,
 ) -> PretrainedFootprint:
     """From the base's size and config. Activations per token and layer follow Korthikanti
     et al. 2022 ("Reducing Activation Recomputation in Large Transformer Models", 34·h + 5·a·s
-    bytes in 16-bit), doubled for fp32; a frozen base keeps only its output."""
+    bytes in 16-bit), doubled for fp32; a frozen base keeps only its output. A generator has
+    no new head, but its logits over the vocabulary for every token, kept three times (the
+    logits, their fp32 copy, the loss's softmax)."""
     hidden = int(config.get("hidden_size") or config.get("n_embd") or 768)
     layers = int(config.get("num_hidden_layers") or config.get("n_layer") or 12)
     heads = int(config.get("num_attention_heads") or config.get("n_head") or 12)
-    head = _linear(hidden, output_dim)
+    head = 0 if generates else _linear(hidden, output_dim)
+    vocabulary = int(config.get("vocab_size") or 50_000)
+    per_row_extra = max_len * vocabulary * FLOAT_BYTES * 3 if generates else 0
     if finetune == "head":
         per_row = max_len * hidden * FLOAT_BYTES * 2
-        return PretrainedFootprint(parameters + head, head, per_row)
+        return PretrainedFootprint(parameters + head, head, per_row + per_row_extra)
     trained = parameters + head
     if finetune == "lora":  # query and value of every layer: two rank-r factors each
         trained = layers * 2 * 2 * hidden * lora_r + head
     per_row = layers * max_len * (68 * hidden + 10 * heads * max_len)
-    return PretrainedFootprint(parameters + head, trained, per_row)
+    return PretrainedFootprint(parameters + head, trained, per_row + per_row_extra)

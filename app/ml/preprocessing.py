@@ -84,7 +84,10 @@ class Preprocessor:
         assert self.x_scaler is not None
         return self.x_scaler(x)
 
-    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+    def encode_texts(self, texts: list[str], end: bool = False) -> torch.Tensor:
+        """end: close each text with the end-of-text token (a base's tokenizer only)."""
+        if isinstance(self.tokenizer, BaseTokenizer):
+            return self.tokenizer.encode(texts, self.input_shape[0], end=end)
         assert self.tokenizer is not None
         return self.tokenizer.encode(texts, self.input_shape[0])
 

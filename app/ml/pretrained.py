@@ -52,7 +52,15 @@ class BaseTokenizer:
     def size(self) -> int:
         return len(self._tok)
 
-    def encode(self, texts: list[str], max_len: int) -> torch.Tensor:
+    @property
+    def hf(self) -> Any:
+        """The transformers tokenizer itself (generation encodes prompts and decodes tokens)."""
+        return self._tok
+
+    def encode(self, texts: list[str], max_len: int, end: bool = False) -> torch.Tensor:
+        """end: each text closes with the end-of-text token, so a generator learns to stop."""
+        if end and self._tok.eos_token:
+            texts = [t + self._tok.eos_token for t in texts]
         enc = self._tok(
             texts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt"
         )
@@ -95,6 +103,41 @@ class TextModel(nn.Module):
         return self.head(self.dropout(pooled))
 
 
+class CausalLM(nn.Module):
+    """(N, 2, T) ids and mask → next-token logits (N, T, vocabulary): a decoder fine-tuned to
+    continue texts. Generation calls the backbone itself (app/ml/generate.py)."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.backbone(input_ids=x[:, 0], attention_mask=x[:, 1])
+        logits: torch.Tensor = out.logits
+        return logits
+
+
+class CausalLMLoss(nn.Module):
+    """Mean cross-entropy of each real token given the ones before it. y is the batch in
+    stored form, (N, 2, max_len) ids and mask, cut here to the logits' length."""
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        losses, weights = self._token_losses(logits, y)
+        return (losses * weights).sum() / weights.sum().clamp(min=1.0)
+
+    def tokens(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """How many tokens the loss of this batch averages over."""
+        return y[:, 1, 1 : logits.shape[1]].sum()
+
+    @staticmethod
+    def _token_losses(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = logits.shape[1]
+        ids, mask = y[:, 0, 1:t], y[:, 1, 1:t].to(logits.dtype)
+        predicted = logits[:, :-1].reshape(-1, logits.shape[-1])
+        losses = nn.functional.cross_entropy(predicted, ids.reshape(-1), reduction="none")
+        return losses, mask.reshape(-1)
+
+
 def load_backbone(folder: Path) -> nn.Module:
     """The base's network without its task head, in fp32 (autocast gives mixed precision)."""
     transformers = _transformers()
@@ -104,16 +147,28 @@ def load_backbone(folder: Path) -> nn.Module:
     return backbone
 
 
+def load_causal_lm(folder: Path) -> nn.Module:
+    transformers = _transformers()
+    lm: nn.Module = transformers.AutoModelForCausalLM.from_pretrained(
+        folder, use_safetensors=True, dtype=torch.float32, **LOCAL_ONLY
+    )
+    return lm
+
+
 def build_finetune(folder: Path, output_dim: int, options: dict[str, Any]) -> nn.Module:
-    """The network a pretrained job trains: the base, a new head, and the fine-tuning mode
-    applied (frozen base, or LoRA adapters in it)."""
+    """The network a pretrained job trains: the base, a new head (a generator keeps its own),
+    and the fine-tuning mode applied (frozen base, or LoRA adapters in it)."""
     family, head = Family(options["family"]), Head(options["head"])
-    if head == Head.causal_lm:
-        raise ValueError("causal-lm fine-tuning is not available yet")
-    backbone = load_backbone(folder)
-    pooling = "last" if family == Family.text_decoder else "mean"
-    model = TextModel(backbone, output_dim, pooling, float(options.get("dropout", 0.0)))
     mode = Finetune(options["finetune"])
+    model: TextModel | CausalLM
+    if head == Head.causal_lm:
+        if mode == Finetune.head:
+            raise ValueError("a generator has no new head to train alone; use full or lora")
+        model = CausalLM(load_causal_lm(folder))
+    else:
+        pooling = "last" if family == Family.text_decoder else "mean"
+        dropout = float(options.get("dropout", 0.0))
+        model = TextModel(load_backbone(folder), output_dim, pooling, dropout)
     if mode != Finetune.full:
         for param in model.backbone.parameters():
             param.requires_grad_(False)

@@ -20,6 +20,7 @@ class DatasetFormat(enum.StrEnum):
     npz = "npz"  # arrays X and y (np.savez)
     images_zip = "images-zip"  # one folder per class of PNG/JPEG files
     text_csv = "text-csv"  # columns `text` and `label`
+    text = "text"  # plain lines, or JSON lines with "text": a corpus to fine-tune a generator
 
 
 class DatasetPublic(BaseModel):

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.kinds import Family, Head, Task
+from app.core.kinds import Family, Finetune, Head, Task
 from app.ml.footprint import pretrained as pretrained_footprint
 from app.models import SHARED, BaseModelRow
 from app.schemas.dataset import DataKind
@@ -30,8 +30,13 @@ FAMILY_HEADS = {
     Family.text_decoder: {Head.classification, Head.regression, Head.causal_lm},
     Family.vision: {Head.classification, Head.regression},
 }
-# Heads this version trains; the others are refused with a clear 422 until they land.
-AVAILABLE_HEADS = {Head.classification, Head.regression}
+# What a head answers, and so what a dataset must be stored for.
+HEAD_TASKS = {
+    Head.classification: Task.classification,
+    Head.regression: Task.regression,
+    Head.causal_lm: Task.generation,
+}
+# Vision bases are refused with a clear 422 until they land.
 AVAILABLE_FAMILIES = {Family.text_encoder, Family.text_decoder}
 
 
@@ -49,7 +54,7 @@ def check_pretrained(
     _check_family(base, family, info)
     head = _check_head(spec, family, info)
     _check_max_len(spec, base)
-    _check_size(spec, base, info, settings)
+    _check_size(spec, head, base, info, settings)
     model = spec.model.model_copy(update={"base": base.id, "head": head})
     return spec.model_copy(update={"model": model})
 
@@ -69,18 +74,23 @@ def _check_family(base: BaseModelRow, family: Family, info: DatasetInfo) -> None
 
 
 def _check_head(spec: JobSpec, family: Family, info: DatasetInfo) -> Head:
-    head = spec.model.head or Head(spec.model.task or info.task)
+    task = spec.model.task or info.task
+    head = spec.model.head or next(h for h, t in HEAD_TASKS.items() if t == task)
     if head not in FAMILY_HEADS[family]:
         fits = ", ".join(sorted(FAMILY_HEADS[family]))
         raise invalid("model.head", f"a {family} base takes the heads {fits}")
-    if head not in AVAILABLE_HEADS:
-        raise invalid("model.head", f"the {head} head is not available yet")
-    if head == Head.classification and info.task != Task.classification:
-        raise invalid("model.head", "the dataset has a continuous target; use regression")
-    if head == Head.regression and info.task != Task.regression:
-        raise invalid("model.head", "the dataset has class labels; use classification")
-    if spec.model.task is not None and spec.model.task.value != head.value:
+    if HEAD_TASKS[head] != info.task:
+        raise invalid(
+            "model.head",
+            f"the {head} head needs a dataset for {HEAD_TASKS[head]}, and this one is for "
+            f"{info.task}",
+        )
+    if spec.model.task is not None and spec.model.task != HEAD_TASKS[head]:
         raise invalid("model.task", f"model.task and model.head disagree ({head})")
+    if head == Head.causal_lm and spec.model.finetune == Finetune.head:
+        raise invalid(
+            "model.finetune", "a generator has no new head to train alone; use full or lora"
+        )
     return head
 
 
@@ -90,11 +100,19 @@ def _check_max_len(spec: JobSpec, base: BaseModelRow) -> None:
         raise invalid("model.max_len", f"'{base.name}' reads at most {positions} tokens per text")
 
 
-def _check_size(spec: JobSpec, base: BaseModelRow, info: DatasetInfo, settings: Settings) -> None:
+def _check_size(
+    spec: JobSpec, head: Head, base: BaseModelRow, info: DatasetInfo, settings: Settings
+) -> None:
     outputs = info.n_classes or 1
     model = spec.model
     footprint = pretrained_footprint(
-        base.parameters, base.config, model.max_len, outputs, model.finetune, model.lora.r
+        base.parameters,
+        base.config,
+        model.max_len,
+        outputs,
+        model.finetune,
+        model.lora.r,
+        generates=head == Head.causal_lm,
     )
     if footprint.parameters > settings.max_model_parameters:
         message = (

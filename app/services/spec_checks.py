@@ -34,6 +34,7 @@ CLASSIFICATION_METRICS = {
     "train_loss",
 }
 REGRESSION_METRICS = {"val_loss", "val_mse", "val_mae", "val_r2", "train_loss"}
+GENERATION_METRICS = {"val_loss", "val_perplexity", "train_loss"}
 # The field to make smaller when the weights are too many, and when one row's activations are
 SIZE_FIELDS = {
     Arch.mlp: "model.hidden",
@@ -62,14 +63,30 @@ def check_fit(
     effective = spec.model.task or task
     if effective == Task.classification and task == Task.regression:
         raise invalid("model.task", f"'{name}' has a continuous target; use regression")
+    _check_generation(arch, effective, task, name)
     training = spec.training
     if (training.augment.flip or training.augment.crop_padding) and arch not in IMAGE_ARCHS:
         raise invalid("training.augment", "image augmentation needs an image model (cnn or resnet)")
-    if effective == Task.regression:
+    if effective != Task.classification:
         _refuse_for_regression(spec)
     elif classes is not None:
         _check_class_weights(training.class_weights, classes)
     _check_early_stopping(spec, effective)
+
+
+def _check_generation(arch: Arch, effective: Task, task: Task, name: str) -> None:
+    """A corpus (format text) trains a generator, a pretrained decoder, and nothing else."""
+    if (effective == Task.generation) == (task == Task.generation):
+        if task == Task.generation and arch != Arch.pretrained:
+            raise invalid(
+                "model.arch",
+                f"'{name}' is a corpus to generate from: fine-tune a pretrained decoder "
+                "(arch pretrained, head causal-lm)",
+            )
+        return
+    if task == Task.generation:
+        raise invalid("model.task", f"'{name}' is a corpus without labels: generation only")
+    raise invalid("model.task", "generation needs a corpus (dataset format text)")
 
 
 def _refuse_for_regression(spec: JobSpec) -> None:
@@ -108,7 +125,11 @@ def _check_early_stopping(spec: JobSpec, task: Task) -> None:
     stopping = spec.training.early_stopping
     if stopping is None:
         return
-    known = CLASSIFICATION_METRICS if task == Task.classification else REGRESSION_METRICS
+    known = {
+        Task.classification: CLASSIFICATION_METRICS,
+        Task.regression: REGRESSION_METRICS,
+        Task.generation: GENERATION_METRICS,
+    }[task]
     if stopping.metric not in known:
         raise invalid("training.early_stopping.metric", f"choose one of {', '.join(sorted(known))}")
     if stopping.metric != "train_loss" and spec.training.validation_split <= 0:

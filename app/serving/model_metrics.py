@@ -43,6 +43,17 @@ QUEUE_ROWS = Gauge(
 )
 
 
+GENERATIONS_RUNNING = Gauge(
+    "trainserve_generations_running",
+    "Generations running now (each holds one of TRAINSERVE_MAX_CONCURRENT_GENERATIONS)",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+GENERATED_TOKENS = Counter(
+    "trainserve_generated_tokens", "Tokens generated", ["model"], registry=REGISTRY
+)
+
+
 def model_label(project: str | None, name: str) -> str:
     """The `model` label of a served model's series: the one place that decides what a
     per-model series is called. Names are unique only within a project, so both are in it

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from app.core.errors import PayloadTooLarge, Unprocessable
+from app.core.kinds import Task
 from app.ml.bundle import ModelBundle
 from app.ml.images import ImageDecodeError, PixelBudget, TooManyPixels, decode_base64_image
 
@@ -112,6 +113,11 @@ def decode(
     bounds the pixels of the request's PNG/JPEG images, summed (413 past it). numbers_only:
     see rows_to_tensor."""
     pre = bundle.preprocessor
+    if bundle.task == Task.generation:
+        raise Unprocessable(
+            "this model generates text: POST /v1/models/{name}/generate with a prompt",
+            code="generation_model",
+        )
     if pre.kind == "text":
         return pre.encode_texts(_texts(inputs))
     if pre.kind == "image":

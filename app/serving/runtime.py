@@ -23,6 +23,7 @@ from app.services import auth, registry
 from app.services.auth import PROJECT_HEADER, Principal
 from app.serving.batcher import Batcher, BatchPolicy
 from app.serving.cache import ModelCache
+from app.serving.generation import Generations
 from app.serving.lookup import ServedVersion, TtlCache, VersionKey
 from app.serving.model_metrics import ModelMetrics, model_label
 from app.serving.predictor import INLINE_VALUES, Prediction, decode, predict
@@ -66,6 +67,7 @@ class Serving:
         self._batchers: dict[VersionKey, tuple[ModelBundle, Batcher]] = {}
         self._metrics: dict[str, ModelMetrics] = {}
         self._arriving = 0  # requests being resolved and decoded: rows on their way to a batcher
+        self.generations = Generations(settings)
 
     async def principal(self, headers: Mapping[str, str], scope: str) -> Principal:
         """The caller's key, checked against the database at most once per predict_cache_s,

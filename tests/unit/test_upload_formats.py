@@ -12,10 +12,12 @@ from PIL import Image
 from app.core.config import Settings
 from app.core.errors import AppError
 from app.datasets.csv_upload import parse_csv, parse_text_csv
+from app.datasets.formats import parse_upload
 from app.datasets.images_zip_upload import parse_images_zip
 from app.datasets.npz_upload import parse_npz
 from app.datasets.parsing import Parsed, UploadOptions
-from app.schemas.dataset import DataKind
+from app.datasets.text_upload import parse_text
+from app.schemas.dataset import DataKind, DatasetFormat
 from app.schemas.job import Task
 from tests.dataset_files import (
     class_images,
@@ -35,6 +37,10 @@ def csv(data: bytes, settings: Settings = SETTINGS, **options: Any) -> Parsed:
 
 def text_csv(data: bytes, **options: Any) -> Parsed:
     return parse_text_csv(io.BytesIO(data), UploadOptions(**options), SETTINGS)
+
+
+def text(data: bytes, **options: Any) -> Parsed:
+    return parse_text(io.BytesIO(data), UploadOptions(**options), SETTINGS)
 
 
 def npz(data: bytes, settings: Settings = SETTINGS, **options: Any) -> Parsed:
@@ -176,9 +182,48 @@ def test_text_csv_refusals(data: bytes, match: str) -> None:
     refused(lambda: text_csv(data), 422, match)
 
 
-def test_text_csv_is_for_classification() -> None:
-    data = b"text,label\nhi,a\nyo,b\n"
-    refused(lambda: text_csv(data, task=Task.regression), 422, "task: text datasets")
+def test_text_csv_holds_classes_or_numbers() -> None:
+    parsed = text_csv(b"text,label\nhi,0.5\nyo,2\nhey,1.25\n", task=Task.regression)
+    assert (parsed.kind, parsed.task) == (DataKind.text, Task.regression)
+    assert parsed.arrays["y"].tolist() == [0.5, 2.0, 1.25] and parsed.schema["classes"] is None
+    words = b"text,label\nhi,a\nyo,b\n"
+    refused(lambda: text_csv(words, task=Task.regression), 422, "regression needs numbers")
+
+
+def test_a_text_corpus_is_lines_or_json_lines() -> None:
+    plain = text(b"once upon a time\n\n  \nthe end\n")
+    assert (plain.kind, plain.task) == (DataKind.text, Task.generation)
+    assert plain.arrays["texts"].tolist() == ["once upon a time", "the end"]
+    assert plain.schema["layout"] == "lines" and plain.schema["rows"] == 2
+    jsonl = text(b'{"text": "line one\\nand two"}\n{"text": "three", "id": 3}\n')
+    assert jsonl.arrays["texts"].tolist() == ["line one\nand two", "three"]
+    assert jsonl.schema["layout"] == "json-lines"
+    refused(lambda: text(b'{"text": "a"}\nnot json\n'), 422, "line 2: not JSON")
+    refused(
+        lambda: text(b'{"text": "a"}\n{"body": "b"}\n'),
+        422,
+        'line 2: needs a non-empty string "text"',
+    )
+    refused(lambda: text(b"\n \n"), 422, "the file is empty")
+    refused(lambda: text(b"\xff\xfe bad"), 422, "not UTF-8")
+    tiny = Settings(max_dataset_rows=2)
+    refused(lambda: parse_text(io.BytesIO(b"a\nb\nc\n"), UploadOptions(), tiny), 413, "rows")
+
+
+def test_each_format_says_which_tasks_it_holds() -> None:
+    for fmt, task in [
+        (DatasetFormat.text, Task.classification),
+        (DatasetFormat.csv, Task.generation),
+        (DatasetFormat.text_csv, Task.generation),
+        (DatasetFormat.images_zip, Task.regression),
+    ]:
+        refused(
+            lambda fmt=fmt, task=task: parse_upload(
+                fmt, io.BytesIO(b"x"), UploadOptions(task=task), SETTINGS
+            ),
+            422,
+            f"task: a {fmt} dataset is for",
+        )
 
 
 # --- npz ------------------------------------------------------------------------------------

@@ -54,7 +54,9 @@ def load_raw(spec: JobSpec, load_stored: Any = None) -> RawData:
 
 def prepare(spec: JobSpec, raw: RawData, base: Path | None = None) -> TrainingData:
     """base: a pretrained job's base folder, whose tokenizer or image processor it uses."""
-    task = spec.model.task or (Task.classification if raw.classes is not None else Task.regression)
+    task = spec.model.task or raw.task or (
+        Task.classification if raw.classes is not None else Task.regression
+    )
     training = spec.training
     train, val, test = three_way_split(
         raw.y,
@@ -63,8 +65,9 @@ def prepare(spec: JobSpec, raw: RawData, base: Path | None = None) -> TrainingDa
         training.seed,
         stratify=task == Task.classification,
     )
-    preprocessor, x = _fit_inputs(spec, raw, train, base)
-    y, y_scaler = _targets(raw.y, train, task)
+    preprocessor, x = _fit_inputs(spec, raw, train, base, end=task == Task.generation)
+    # A generator's targets are its texts: the loss reads each token given those before it.
+    y, y_scaler = (x, None) if task == Task.generation else _targets(raw.y, train, task)
     return TrainingData(
         kind=raw.kind,
         task=task,
@@ -83,13 +86,14 @@ def prepare(spec: JobSpec, raw: RawData, base: Path | None = None) -> TrainingDa
 
 
 def _fit_inputs(
-    spec: JobSpec, raw: RawData, train: np.ndarray, base: Path | None
+    spec: JobSpec, raw: RawData, train: np.ndarray, base: Path | None, end: bool = False
 ) -> tuple[Preprocessor, torch.Tensor]:
-    """Fit the preprocessing on the training rows; return it and every row in stored form."""
+    """Fit the preprocessing on the training rows; return it and every row in stored form.
+    end: texts close with the end-of-text token (a generator learns where to stop)."""
     if raw.kind == DataKind.text and base is not None:
         assert raw.texts is not None
         preprocessor = Preprocessor.fit_base_text(base, spec.model.max_len)
-        return preprocessor, preprocessor.encode_texts(raw.texts)
+        return preprocessor, preprocessor.encode_texts(raw.texts, end=end)
     if raw.kind == DataKind.text:
         assert raw.texts is not None
         preprocessor = Preprocessor.fit_text(

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from app.ml.pretrained import CausalLMLoss
 from app.schemas.job import Task
 from worker.training.regularize import EarlyStopping
 from worker.training.schedule import ConstantLr, Schedule
@@ -252,6 +253,9 @@ def evaluate(
     # No larger than a training batch: what fits a training step (checked at submission,
     # app/ml/footprint.py) fits its forward pass, but not always EVAL_BATCH rows of it.
     rows = min(EVAL_BATCH, opts.batch_size)
+    if opts.scoring.task == Task.generation:
+        assert isinstance(loss_fn, CausalLMLoss)
+        return _language_model_scores(model, loss_fn, x, y, opts, rows, prefix), {}
     with opts.precision.autocast(x.device):
         out = torch.cat(
             [
@@ -261,6 +265,29 @@ def evaluate(
         )
     task_scalars, report = opts.scoring.scores(out, y, prefix)
     return {f"{prefix}_loss": loss_fn(out, y).item(), **task_scalars}, report
+
+
+def _language_model_scores(
+    model: nn.Module,
+    loss_fn: CausalLMLoss,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    opts: LoopOptions,
+    rows: int,
+    prefix: str,
+) -> dict[str, float]:
+    """A generator's loss per token and its perplexity. Batch by batch, summed on the device:
+    a whole split's logits (rows x tokens x vocabulary) would not fit in memory."""
+    total = torch.zeros((), device=x.device)
+    tokens = torch.zeros((), device=x.device)
+    with opts.precision.autocast(x.device):
+        for i in range(0, x.shape[0], rows):
+            out = model(opts.transform(x[i : i + rows], False)).float()
+            count = loss_fn.tokens(out, y[i : i + rows])
+            total += loss_fn(out, y[i : i + rows]) * count
+            tokens += count
+    loss = (total / tokens.clamp(min=1)).item()
+    return {f"{prefix}_loss": loss, f"{prefix}_perplexity": math.exp(min(loss, 80.0))}
 
 
 def _check_finite(metrics: dict[str, float], epoch: int, step: int) -> None:

@@ -81,6 +81,8 @@ def make_optimizer(model: nn.Module, spec: JobSpec) -> torch.optim.Optimizer:
 
 
 def make_loss(spec: JobSpec, data: TrainingData) -> nn.Module:
+    if data.task == Task.generation:
+        return pretrained.CausalLMLoss()
     if data.task == Task.regression:
         return nn.MSELoss()
     assert data.classes is not None
