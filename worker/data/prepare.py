@@ -54,8 +54,10 @@ def load_raw(spec: JobSpec, load_stored: Any = None) -> RawData:
 
 def prepare(spec: JobSpec, raw: RawData, base: Path | None = None) -> TrainingData:
     """base: a pretrained job's base folder, whose tokenizer or image processor it uses."""
-    task = spec.model.task or raw.task or (
-        Task.classification if raw.classes is not None else Task.regression
+    task = (
+        spec.model.task
+        or raw.task
+        or (Task.classification if raw.classes is not None else Task.regression)
     )
     training = spec.training
     train, val, test = three_way_split(
