@@ -52,6 +52,11 @@ class BaseTokenizer:
     def size(self) -> int:
         return len(self._tok)
 
+    @property
+    def pad_token(self) -> str:
+        """What rows are padded with: the base's own, or the stand-in set above."""
+        return str(self._tok.pad_token)
+
     def encode(self, texts: list[str], max_len: int) -> torch.Tensor:
         enc = self._tok(
             texts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt"
