@@ -47,6 +47,13 @@ class Conflict(AppError):
     code = "conflict"
 
 
+class ModelUnavailable(Conflict):
+    """A registered version whose checkpoint is missing, corrupt or altered: predict's cache
+    and the artifact downloads refuse it alike."""
+
+    code = "model_unavailable"
+
+
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "payload_too_large"

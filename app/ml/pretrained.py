@@ -57,6 +57,11 @@ class BaseTokenizer:
         """The transformers tokenizer itself (generation encodes prompts and decodes tokens)."""
         return self._tok
 
+    @property
+    def pad_token(self) -> str:
+        """What rows are padded with: the base's own, or the stand-in set above."""
+        return str(self._tok.pad_token)
+
     def encode(self, texts: list[str], max_len: int, end: bool = False) -> torch.Tensor:
         """end: each text closes with the end-of-text token, so a generator learns to stop."""
         if end and self._tok.eos_token:

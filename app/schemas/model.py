@@ -1,3 +1,4 @@
+import enum
 from datetime import datetime
 from typing import Any
 
@@ -5,6 +6,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # A version number or an alias, in a predict path.
 REF_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class ArtifactFormat(enum.StrEnum):
+    """GET /v1/models/{name}/versions/{v}/artifact?format=..."""
+
+    safetensors = "safetensors"  # the version's checkpoint file, as stored
+    hf = "hf"  # a fine-tuned base as a Hugging Face folder, in a .tar.gz
+    onnx = "onnx"  # one ONNX graph, the stored preprocessing inside
 
 
 class ModelSummary(BaseModel):

@@ -8,19 +8,12 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from app.core.errors import AppError, Unavailable
+from app.core.errors import ModelUnavailable, Unavailable
 from app.core.files import sha256_file
 from app.ml.bundle import BaseFolders, ModelBundle, load_bundle
 from app.ml.checkpoint import CheckpointError
 from app.serving import model_metrics
 from app.serving.lookup import VersionKey
-
-
-class ModelUnavailable(AppError):
-    """A registered version whose checkpoint is missing, corrupt or altered."""
-
-    status_code = 409
-    code = "model_unavailable"
 
 
 def bundle_bytes(bundle: ModelBundle) -> int:

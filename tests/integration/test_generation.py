@@ -175,3 +175,27 @@ def test_a_classifier_does_not_generate(api: TestClient, generator: str, tmp_pat
     fixed_model("an-mlp", get_settings().data_dir)
     response = generate(api, "an-mlp")
     assert response.status_code == 422 and response.json()["error"]["code"] == "not_a_generator"
+
+
+def test_a_generator_exports_as_a_folder_transformers_generates_with(
+    api: TestClient, generator: str, tmp_path: Path
+) -> None:
+    import io
+    import tarfile
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    response = api.get(f"/v1/models/{generator}/versions/1/artifact", params={"format": "hf"})
+    assert response.status_code == 200, response.text
+    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as archive:
+        archive.extractall(tmp_path, filter="data")
+    (folder,) = tmp_path.iterdir()
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = tokenizer("red green", add_special_tokens=False, return_tensors="pt").input_ids
+    out = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=1)
+    theirs = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+    ours = generate(api, generator, max_new_tokens=6, temperature=0).json()["text"]
+    assert theirs.split() == ours.split() == ["blue", "red", "green"] * 2
+    onnx = api.get(f"/v1/models/{generator}/versions/1/artifact", params={"format": "onnx"})
+    assert onnx.status_code == 422 and "format" in onnx.text

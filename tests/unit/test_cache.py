@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from app.core.errors import ModelUnavailable
 from app.core.files import sha256_file
 from app.serving import model_metrics
-from app.serving.cache import ModelCache, ModelUnavailable, bundle_bytes
+from app.serving.cache import ModelCache, bundle_bytes
 from tests.support import identity_mlp, tabular_bundle
 
 

@@ -1,6 +1,7 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import FileResponse
 
 from app.api.deps import (
     ModelName,
@@ -8,16 +9,18 @@ from app.api.deps import (
     ModelsWrite,
     ServingDep,
     SessionDep,
+    SettingsDep,
     commit_then_forget,
 )
 from app.schemas.model import (
     AliasPublic,
     AliasUpdate,
+    ArtifactFormat,
     ModelDetail,
     ModelSummary,
     ModelVersionPublic,
 )
-from app.services import registry
+from app.services import exports, registry
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -53,6 +56,37 @@ def get_version(
 ) -> ModelVersionPublic:
     row = registry.get_version(session, principal.project, name, version)
     return ModelVersionPublic.model_validate(row)
+
+
+@router.get(
+    "/{name}/versions/{version}/artifact",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "The file, as an attachment",
+            "content": {"application/octet-stream": {}, "application/gzip": {}},
+        }
+    },
+)
+def get_artifact(
+    name: ModelName,
+    version: int,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: ModelsRead,
+    fmt: Annotated[ArtifactFormat, Query(alias="format")] = ArtifactFormat.safetensors,
+) -> FileResponse:
+    """The version's checkpoint (safetensors), or an export built on its first request and
+    kept: onnx (every version that does not generate text), hf (a fine-tuned base)."""
+    source = exports.find(session, settings, principal.project, name, version)
+    session.commit()  # the read is done: no connection waits in a transaction while it builds
+    found = exports.artifact(settings, source, fmt)
+    return FileResponse(
+        found.path,
+        media_type=found.media_type,
+        filename=found.filename,
+        headers={"ETag": found.etag},
+    )
 
 
 @router.delete("/{name}/versions/{version}", status_code=204)
