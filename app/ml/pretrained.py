@@ -160,9 +160,15 @@ def load_causal_lm(folder: Path) -> nn.Module:
     return lm
 
 
-def build_finetune(folder: Path, output_dim: int, options: dict[str, Any]) -> nn.Module:
+def build_finetune(
+    folder: Path,
+    output_dim: int,
+    options: dict[str, Any],
+    initial: dict[str, torch.Tensor] | None = None,
+) -> nn.Module:
     """The network a pretrained job trains: the base, a new head (a generator keeps its own),
-    and the fine-tuning mode applied (frozen base, or LoRA adapters in it)."""
+    and the fine-tuning mode applied (frozen base, or LoRA adapters in it). initial: a warm
+    start's weights (a registered version's, adapters merged), laid in before the mode."""
     family, head = Family(options["family"]), Head(options["head"])
     mode = Finetune(options["finetune"])
     model: TextModel | CausalLM
@@ -174,6 +180,8 @@ def build_finetune(folder: Path, output_dim: int, options: dict[str, Any]) -> nn
         pooling = "last" if family == Family.text_decoder else "mean"
         dropout = float(options.get("dropout", 0.0))
         model = TextModel(load_backbone(folder), output_dim, pooling, dropout)
+    if initial is not None:
+        model.load_state_dict(initial)
     if mode != Finetune.full:
         for param in model.backbone.parameters():
             param.requires_grad_(False)

@@ -53,6 +53,12 @@ class ModelVersion(Base):
         return self.model.name
 
     @property
+    def parent(self) -> dict[str, Any] | None:
+        """The version a warm start began from ({"model", "version"}), as its job pinned it."""
+        init = self.spec.get("init")
+        return {"model": init["model"], "version": init["version"]} if init else None
+
+    @property
     def project(self) -> str:
         return self.model.project
 

@@ -183,11 +183,27 @@ class TrainingConfig(Strict):
         return self
 
 
+class InitRef(Strict):
+    """Warm start: begin from a registered version's weights and preprocessing (a model of
+    the caller's project; an alias is resolved at submission, and the job keeps the number)."""
+
+    model: str = Field(pattern=NAME_PATTERN)
+    version: int | None = Field(None, ge=1, le=2**31 - 1)
+    alias: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "InitRef":
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("give exactly one of 'version' or 'alias'")
+        return self
+
+
 class JobSpec(Strict):
     model_name: str = Field(pattern=NAME_PATTERN)
     dataset: DatasetRef
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    init: InitRef | None = None
 
 
 class JobProgress(BaseModel):

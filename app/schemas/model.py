@@ -37,6 +37,9 @@ class ModelVersionPublic(BaseModel):
     classes: list[Any] | None
     input_shape: list[int]
     checkpoint_sha256: str
+    parent: dict[str, Any] | None = Field(
+        None, description="the version a warm start (spec init) began from: model and version"
+    )
     created_at: datetime
 
 

@@ -11,14 +11,13 @@ build it, and the last rename wins, with an equivalent file.
 import os
 import re
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.base_models.location import base_folder
+from app.base_models.location import folder_finder
 from app.core.config import Settings
 from app.core.errors import ModelUnavailable, Unavailable, Unprocessable
 from app.core.files import sha256_file
@@ -157,13 +156,9 @@ def _build_once(settings: Settings, source: Source, fmt: ArtifactFormat, path: P
 def _load(settings: Settings, source: Source) -> ModelBundle:
     """On the CPU, whatever predict runs on: an export is traced once, and fits anywhere."""
     try:
-        return load_bundle(source.checkpoint, "cpu", _base_folders(settings))
+        return load_bundle(source.checkpoint, "cpu", folder_finder(settings))
     except (CheckpointError, Unavailable) as exc:
         raise ModelUnavailable(f"this model version cannot be loaded: {exc}") from exc
-
-
-def _base_folders(settings: Settings) -> Callable[[dict[str, Any]], Path]:
-    return lambda base: base_folder(settings, base["source"], base["folder"])
 
 
 def _write(
@@ -174,7 +169,7 @@ def _write(
         if fmt == ArtifactFormat.onnx:
             export.write_onnx(bundle, about, tmp)
         else:
-            export.write_hf(bundle, _base_folders(settings)(bundle.options["base"]), about, tmp)
+            export.write_hf(bundle, folder_finder(settings)(bundle.options["base"]), about, tmp)
     except export.ExportRefused as exc:
         raise Unprocessable(f"format: {exc}", details={"field": "format"}) from exc
     except export.ExporterMissing as exc:

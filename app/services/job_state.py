@@ -30,6 +30,7 @@ class Claim:
     attempt: int
     spec: dict[str, Any]
     started_at: datetime  # the first attempt's start: max_runtime_s counts from here
+    project: str = "default"  # where the spec's names (a warm start's model) resolve
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,13 @@ def claim(session: Session, job_id: str, worker_id: str, lease_s: float) -> Clai
         session, job_id, attempt, "claimed", f"claimed by worker {worker_id} (attempt {attempt})"
     )
     assert job.started_at is not None
-    return Claim(job_id=job_id, attempt=attempt, spec=job.spec, started_at=job.started_at)
+    return Claim(
+        job_id=job_id,
+        attempt=attempt,
+        spec=job.spec,
+        started_at=job.started_at,
+        project=job.project,
+    )
 
 
 def is_queued(session: Session, job_id: str) -> bool:

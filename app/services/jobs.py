@@ -18,6 +18,7 @@ from app.services.job_state import add_event
 from app.services.pagination import paginate
 from app.services.pretrained_checks import check_pretrained
 from app.services.queue import TRAIN_TASK, enqueue_after_commit
+from app.services.warm_start import check_init
 
 
 def _invalid(field: str, message: str) -> Unprocessable:
@@ -50,10 +51,12 @@ def validate_spec(
     name = spec.dataset.builtin or spec.dataset.id or ""
     spec_checks.check_fit(spec, info.kind, info.task, info.classes, name)
     spec_checks.check_device(session, training.device)
+    where = project or tenant or "default"
     if spec.model.arch == Arch.pretrained:
-        return check_pretrained(session, spec, info, settings, project or tenant or "default")
-    spec_checks.check_footprint(spec, info, settings)
-    return spec
+        spec = check_pretrained(session, spec, info, settings, where)
+    else:
+        spec_checks.check_footprint(spec, info, settings)
+    return check_init(session, spec, info, where) if spec.init is not None else spec
 
 
 def submit_job(

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from starlette.concurrency import run_in_threadpool
 
-from app.base_models.location import base_folder
+from app.base_models.location import folder_finder
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.core.errors import AppError, PayloadTooLarge
@@ -47,7 +47,7 @@ class Serving:
             settings.model_cache_size,
             settings.model_cache_bytes,
             str(self.device),
-            lambda base: base_folder(settings, base["source"], base["folder"]),
+            folder_finder(settings),
         )
         self.policy = BatchPolicy(
             max_rows=settings.batch_max_rows,

@@ -172,3 +172,20 @@ def test_the_head_has_its_own_rate_and_frozen_weights_get_no_optimizer_state(ber
     spec.model.finetune = "full"  # type: ignore[assignment]
     groups = make_optimizer(full, spec).param_groups
     assert [g["lr"] for g in groups] == [1e-4, 1e-2]
+
+
+def test_a_warm_start_lays_the_parents_weights_in_before_the_mode(bert: Path) -> None:
+    """A parent fine-tuned with LoRA (merged when loaded) starts a child that trains new
+    adapters on top of the parent's weights: at the start the child answers as the parent."""
+    pre = Preprocessor.fit_base_text(bert, max_len=16)
+    texts, y = texts_and_labels()
+    x = pre.encode_texts(texts)
+    parent = pretrained.build_finetune(bert, 2, options("lora"))
+    train(parent, x, y, epochs=1)
+    served = pretrained.load_finetuned(bert, 2, options("lora"), pretrained.stored_tensors(parent))
+    child = pretrained.build_finetune(bert, 2, options("lora"), initial=served.state_dict())
+    assert {n for n in pretrained.trainable_names(child) if "lora_" in n}
+    batch = pre.batch(x[:6])
+    with torch.no_grad():
+        # LoRA's B starts at zero: the child's adapters add nothing yet.
+        assert torch.allclose(served.eval()(batch), child.eval()(batch), atol=1e-5)

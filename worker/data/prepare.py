@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from app.datasets.raw import RawData
+from app.ml.bundle import ModelBundle
 from app.ml.preprocessing import Preprocessor, Standardizer
 from app.schemas.dataset import DataKind
 from app.schemas.job import Arch, JobSpec, Task
@@ -52,8 +53,12 @@ def load_raw(spec: JobSpec, load_stored: Any = None) -> RawData:
     return raw
 
 
-def prepare(spec: JobSpec, raw: RawData, base: Path | None = None) -> TrainingData:
-    """base: a pretrained job's base folder, whose tokenizer or image processor it uses."""
+def prepare(
+    spec: JobSpec, raw: RawData, base: Path | None = None, parent: ModelBundle | None = None
+) -> TrainingData:
+    """base: a pretrained job's base folder, whose tokenizer or image processor it uses.
+    parent: a warm start's version: its preprocessing is kept, not fitted again, so the
+    weights it continues from see inputs (and give targets) in the units they learned."""
     task = (
         spec.model.task
         or raw.task
@@ -67,9 +72,16 @@ def prepare(spec: JobSpec, raw: RawData, base: Path | None = None) -> TrainingDa
         training.seed,
         stratify=task == Task.classification,
     )
-    preprocessor, x = _fit_inputs(spec, raw, train, base, end=task == Task.generation)
+    if parent is not None:
+        preprocessor, x = parent.preprocessor, _reuse_inputs(parent.preprocessor, raw, task)
+    else:
+        preprocessor, x = _fit_inputs(spec, raw, train, base, end=task == Task.generation)
     # A generator's targets are its texts: the loss reads each token given those before it.
-    y, y_scaler = (x, None) if task == Task.generation else _targets(raw.y, train, task)
+    y, y_scaler = (
+        (x, None)
+        if task == Task.generation
+        else _targets(raw.y, train, task, parent.y_scaler if parent is not None else None)
+    )
     return TrainingData(
         kind=raw.kind,
         task=task,
@@ -114,13 +126,31 @@ def _fit_inputs(
 
 
 def _targets(
-    y: np.ndarray, train: np.ndarray, task: Task
+    y: np.ndarray, train: np.ndarray, task: Task, scaler: Standardizer | None = None
 ) -> tuple[torch.Tensor, Standardizer | None]:
+    """scaler: a warm start's, kept; otherwise fitted on the training rows."""
     if task == Task.classification:
         return torch.from_numpy(y).long(), None
     target = torch.from_numpy(y).float().unsqueeze(1)  # (rows, 1)
-    scaler = Standardizer.fit(target[train])
+    scaler = scaler or Standardizer.fit(target[train])
     return scaler(target), scaler
+
+
+def _reuse_inputs(pre: Preprocessor, raw: RawData, task: Task) -> torch.Tensor:
+    """Every row in stored form through a warm start's own preprocessing."""
+    if raw.kind == DataKind.text:
+        assert raw.texts is not None
+        return pre.encode_texts(raw.texts, end=task == Task.generation)
+    assert raw.x is not None
+    x = torch.from_numpy(raw.x)
+    if raw.kind == DataKind.image:
+        return x
+    if pre.feature_names and raw.feature_names and pre.feature_names != raw.feature_names:
+        raise ValueError(
+            f"init: the version was trained on the features {pre.feature_names[:10]}, and "
+            f"this dataset has {raw.feature_names[:10]}"
+        )
+    return pre.tabular(x.float())
 
 
 def _lineage(spec: JobSpec, raw: RawData, n_train: int, n_val: int, n_test: int) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from worker.training.loop import Diverged, StopRequested, evaluate, fit
 from worker.training.reporter import Reporter
 from worker.training.resume import CheckpointDir, TrainingState
 from worker.training.stop import StopReason
+from worker.training.warm_start import load_parent
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,9 @@ def train_attempt(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outc
     spec = JobSpec.model_validate(claim.spec)
     device = resolve_device(spec.training.device)
     base = load_base(spec, settings)
+    parent = load_parent(spec, claim.project, settings)
     raw = load_raw(spec, lambda dataset_id: load_stored(settings, dataset_id))
-    run = setup.assemble(spec, raw, device, base)
+    run = setup.assemble(spec, raw, device, base, parent)
     state = TrainingState(run.model, run.optimizer, run.generator, setup.stateful_parts(run.opts))
     ckpts = CheckpointDir(
         settings.artifacts_dir / "jobs" / claim.job_id, claim.attempt, settings.checkpoints_kept

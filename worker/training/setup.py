@@ -10,6 +10,7 @@ from torch import nn
 
 from app.datasets.raw import RawData
 from app.ml import pretrained
+from app.ml.bundle import ModelBundle
 from app.ml.zoo import arch_options, build_model
 from app.schemas.job import Arch, JobSpec, Task
 from worker.data.prepare import TrainingData, prepare
@@ -45,13 +46,23 @@ def model_options(spec: JobSpec, data: TrainingData, base: Base | None) -> dict[
 
 
 def make_model(
-    spec: JobSpec, data: TrainingData, device: torch.device, base: Base | None
+    spec: JobSpec,
+    data: TrainingData,
+    device: torch.device,
+    base: Base | None,
+    parent: ModelBundle | None = None,
 ) -> nn.Module:
+    """A new network, or (warm start) the parent's weights in the same network."""
     torch.manual_seed(spec.training.seed)  # the new layers' initial weights
     options = model_options(spec, data, base)
+    initial = parent.model.state_dict() if parent is not None else None
     if base is not None:
-        return pretrained.build_finetune(base.folder, data.output_dim, options).to(device)
-    return build_model(spec.model.arch, data.input_shape, data.output_dim, options).to(device)
+        model = pretrained.build_finetune(base.folder, data.output_dim, options, initial)
+        return model.to(device)
+    model = build_model(spec.model.arch, data.input_shape, data.output_dim, options)
+    if initial is not None:
+        model.load_state_dict(initial)  # the shapes were checked at submission
+    return model.to(device)
 
 
 def _parameter_groups(model: nn.Module, spec: JobSpec) -> list[dict[str, Any]]:
@@ -190,10 +201,15 @@ class Assembly:
 
 
 def assemble(
-    spec: JobSpec, raw: RawData, device: torch.device, base: Base | None = None
+    spec: JobSpec,
+    raw: RawData,
+    device: torch.device,
+    base: Base | None = None,
+    parent: ModelBundle | None = None,
 ) -> Assembly:
-    data = prepare(spec, raw, base.folder if base is not None else None).to(device)
-    model = make_model(spec, data, device, base)
+    """parent: a warm start's version, whose weights and preprocessing the run continues."""
+    data = prepare(spec, raw, base.folder if base is not None else None, parent).to(device)
+    model = make_model(spec, data, device, base, parent)
     optimizer = make_optimizer(model, spec)
     generator = torch.Generator().manual_seed(spec.training.seed)
     opts = make_options(spec, data, optimizer, generator, device)
