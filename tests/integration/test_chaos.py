@@ -26,6 +26,9 @@ from sqlalchemy.engine import Engine
 
 from app.ml import checkpoint
 from app.models import Job, JobEvent, ModelVersion
+from tests.dataset_files import csv_bytes
+from tests.hf_models import tiny_bert
+from tests.integration.test_pretrained_jobs import folder_zip
 from tests.support import (
     BIN,
     Api,
@@ -343,3 +346,52 @@ def test_storm(chaos: ChaosStack) -> None:
             key=lambda p: (int(p.parent.name.split("-")[1]), p.name),
         )
         assert latest and checkpoint.load(latest[-1]).meta["kind"] == "training"
+
+
+def test_a_sigkilled_finetune_resumes_with_the_weights_of_an_uninterrupted_run(
+    chaos: ChaosStack, tmp_path: Path
+) -> None:
+    """LoRA on a base model, a cosine schedule and the base's dropout: a SIGKILL mid-run and
+    the resumed job registers exactly the adapters and head an uninterrupted run does."""
+    archive = folder_zip(tiny_bert(tmp_path / "bert"))
+    base = chaos.api.http.post(
+        "/v1/base-models", files={"file": ("b.zip", archive)}, data={"name": "chaos-bert"}
+    )
+    assert base.status_code == 201, base.text
+    words = [
+        ("good film", "pos"),
+        ("great plot", "pos"),
+        ("bad film", "neg"),
+        ("awful plot", "neg"),
+    ]
+    rows = [words[i % 4] for i in range(160)]
+    data = csv_bytes({"text": [t for t, _ in rows], "label": [label for _, label in rows]})
+    dataset = chaos.api.http.post(
+        "/v1/datasets", files={"file": ("t.csv", data)}, data={"name": "t", "format": "text-csv"}
+    )
+    assert dataset.status_code == 201, dataset.text
+
+    def finetune(name: str) -> dict[str, Any]:
+        return {
+            "model_name": name,
+            "dataset": {"id": dataset.json()["id"]},
+            "model": {"arch": "pretrained", "base": "chaos-bert", "finetune": "lora", "max_len": 8},
+            "training": {
+                "epochs": 5,
+                "batch_size": 1,
+                "optimizer": {"name": "adamw", "lr": 1e-3},
+                "schedule": {"name": "cosine"},
+            },
+        }
+
+    chaos.ensure_workers(1)
+    job = chaos.api.submit(finetune("ft-resumed"))
+    kill_when_running(chaos, job["id"], min_epoch=2)
+    chaos.ensure_workers(1)
+    done = chaos.wait_terminal(job["id"], timeout=300)
+    assert done["status"] == "succeeded" and done["attempt"] == 2, events(chaos, job["id"])
+    reference = chaos.api.submit(finetune("ft-uninterrupted"))
+    assert chaos.wait_terminal(reference["id"], timeout=300)["attempt"] == 1
+    got, want = weights(chaos, "ft-resumed"), weights(chaos, "ft-uninterrupted")
+    assert any("lora_" in k for k in want)
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
