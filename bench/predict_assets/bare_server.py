@@ -44,10 +44,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)  # the server has one core (bench/predict.py pins it)
+    serve(make_app(torch.load(args.weights, weights_only=True)), args.port)
+
+
+def serve(app: FastAPI, port: int) -> None:
+    """uvicorn as the bench's FastAPI endpoints run: uvloop, httptools, no access log."""
     uvicorn.run(
-        make_app(torch.load(args.weights, weights_only=True)),
+        app,
         host="127.0.0.1",
-        port=args.port,
+        port=port,
         loop="uvloop",
         http="httptools",
         access_log=False,

@@ -12,6 +12,10 @@ from types import ModuleType
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from safetensors.torch import save_file
+from transformers import AutoTokenizer
+
+from tests.hf_models import tiny_bert
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -93,3 +97,87 @@ def test_predict_bench_runs_trainserve_once_per_batch_size_and_skips_absent_peer
     assert labels == ["bare", "trainserve rows=1", "trainserve rows=64"]
     servers = ["bare", "trainserve", "torchserve", "litserve"]
     assert predict.without_absent_peers(servers, tmp_path / "none") == ["bare", "trainserve"]
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_bert(tmp_path_factory.mktemp("bert"))
+
+
+def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
+    """(every weight, the weights that train)."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
+
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_finetune_bench_plain_and_service_loops_train_the_same_network(
+    bench: Importer, bert: Path, finetune: str
+) -> None:
+    ft = bench("finetune")
+    texts, labels = ft.sentences(2 * ft.BATCH)
+    plain, service = (make(bert, finetune, texts, labels) for make in ft.LOOPS.values())
+    total, trained = parameter_counts(plain.model)
+    assert parameter_counts(service.model) == (total, trained)
+    assert (trained == total) == (finetune == "full")  # LoRA: the adapters and the head only
+    head = service.model.head.weight.detach().clone()
+    for loop in (plain, service):
+        loop.steps(1)
+    assert math.isfinite(plain.last_loss) and not torch.equal(head, service.model.head.weight)
+
+
+def test_finetune_bench_sentences_are_short_and_balanced(bench: Importer) -> None:
+    ft = bench("finetune")
+    texts, labels = ft.sentences(320)
+    assert len(set(texts)) > 200 and sum(labels) == 160
+    assert all(4 <= len(t.split()) <= 12 for t in texts)
+    assert texts == ft.sentences(320)[0]  # seeded
+
+
+def test_finetune_bench_defaults_make_a_short_run(bench: Importer) -> None:
+    ft = bench("finetune")
+    args = ft.parse_args([])
+    assert args.sections == ["finetune", "predict"] and args.finetune == ["full", "lora"]
+    assert (args.threads, args.rows, args.warmup_steps) == (1, 320, 2)
+    assert (args.steps, args.rounds) == (5, 4)  # 20 timed steps a loop, in alternating rounds
+    assert (args.concurrency, args.seconds, args.warmup) == ([1, 16], 10, 2)
+    assert ft.parse_args(["--sections", "predict", "--concurrency", "4"]).concurrency == [4]
+    with pytest.raises(SystemExit):
+        ft.parse_args(["--sections", "generate"])
+
+
+def test_finetune_bench_naive_endpoint_serves_the_versions_head(
+    bench: Importer, bert: Path, tmp_path: Path
+) -> None:
+    naive = bench("predict_assets.naive_hf_server")
+    torch.manual_seed(0)
+    head = torch.nn.Linear(32, 2)
+    checkpoint = tmp_path / "model.safetensors"
+    save_file(
+        {"model.head.weight": head.weight.detach(), "model.head.bias": head.bias.detach()},
+        checkpoint,
+    )
+    texts = ["good film", "the plot was awful"]
+    with TestClient(naive.make_app(bert, checkpoint, ["neg", "pos"], 16)) as client:
+        body = client.post("/predict", json={"inputs": texts}).json()
+    model = naive.load_classifier(bert, checkpoint, 2)
+    assert torch.equal(model.head.weight, head.weight)
+    enc = AutoTokenizer.from_pretrained(bert)(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        probs = torch.softmax(model(enc["input_ids"], enc["attention_mask"]), dim=1)
+    assert body["predictions"] == [["neg", "pos"][i] for i in probs.argmax(dim=1).tolist()]
+    assert torch.allclose(torch.tensor(body["probabilities"]), probs, atol=1e-6)
+
+
+def test_finetune_bench_predict_table_has_the_naive_ratios(
+    bench: Importer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ft, predict = bench("finetune"), bench("predict")
+    c16 = predict.Scenario("c16", "1 row, c=16", 1, 16)
+    spread = [i / 1000 for i in range(1, 1001)]
+    naive = predict.Result(ft.NAIVE, c16, spread, wall_s=1.0)
+    ours = predict.Result("trainserve", c16, [t / 2 for t in spread] * 2, wall_s=1.0)
+    ft.print_predict_table([naive, ours], [c16])
+    out = capsys.readouterr().out
+    assert "req/s ÷ naive" in out and "p99 ÷ naive" in out
+    assert "2.00x" in out and "0.50x" in out  # twice the requests in the same time, half the p99
