@@ -11,6 +11,8 @@ Each section prints its own table, with the plain code as the baseline of its ra
             and job through the API) next to bench/predict_assets/naive_hf_server.py (FastAPI
             + transformers, one forward pass per request), each on one core, the load
             generator (bench/loadgen.py) on the other
+  generate  tokens/s of trainserve's generation loop next to transformers' model.generate on
+            the same GPT-2 shaped model (bench/finetune_generate.py)
 
 Run from the repository root: .venv/bin/python bench/finetune.py [--sections finetune,predict]
 """
@@ -56,6 +58,7 @@ from worker.training.setup import Assembly, assemble
 # isort: split
 # bench's own modules: the script's folder is first on sys.path (python bench/finetune.py)
 from common import free_port, run_line, server_env
+from finetune_generate import generate_section
 from predict import Proc, Result, Scenario, Target, measure
 from predict_assets.naive_hf_server import MeanPoolClassifier
 
@@ -489,6 +492,7 @@ def predict_section(args: argparse.Namespace) -> None:
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
     "finetune": finetune_section,
     "predict": predict_section,
+    "generate": generate_section,
 }
 
 
@@ -522,6 +526,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10, help="measured, per scenario")
     parser.add_argument("--warmup", type=float, default=2, help="unmeasured, before each")
     parser.add_argument("--client", choices=["h11", "httpx"], default="h11")
+    parser.add_argument("--new-tokens", type=int, default=128, help="generate: per request")
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--client-core", type=int, default=1)
     parser.set_defaults(concurrency=[1, 16])
