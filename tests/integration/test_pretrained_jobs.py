@@ -283,3 +283,60 @@ def test_a_base_is_deletable_once_no_version_needs_it(
     assert not folder.exists()
     refused = api.post("/v1/jobs", json=spec)  # its name is free again, and unknown
     assert refused.status_code == 422 and "model.base" in refused.text
+
+
+POSITIVE = ["good", "great", "nice", "fine", "lovely", "fun"]
+NEGATIVE = ["bad", "awful", "poor", "dull", "boring", "weak"]
+# Held out: words no training row holds, whose meaning a pretrained model already knows.
+RARE_POSITIVE = ["excellent", "wonderful", "superb", "delightful", "brilliant"]
+RARE_NEGATIVE = ["terrible", "dreadful", "horrible", "disappointing", "atrocious"]
+SUBJECTS = ["the film", "this movie", "the story", "the acting", "the ending", "the music"]
+
+
+def reviews(positive: list[str], negative: list[str], n: int) -> tuple[list[str], list[str]]:
+    """Every subject with both labels, so only the adjective tells them apart."""
+    texts, labels = [], []
+    for i in range(n):
+        words, label = (positive, "pos") if i % 2 else (negative, "neg")
+        k = i // 2
+        subject, word = SUBJECTS[k % len(SUBJECTS)], words[(k // len(SUBJECTS)) % len(words)]
+        texts.append(f"{subject} was {word}")
+        labels.append(label)
+    return texts, labels
+
+
+def accuracy(api: TestClient, model: str, texts: list[str], labels: list[str]) -> float:
+    response = api.post(f"/v1/models/{model}/predict", json={"inputs": texts})
+    assert response.status_code == 200, response.text
+    answers = response.json()["predictions"]
+    return sum(a == b for a, b in zip(answers, labels, strict=True)) / len(labels)
+
+
+def test_prior_knowledge_beats_training_from_scratch(
+    api: TestClient, worker: Proc, minilm: dict[str, Any]
+) -> None:
+    """240 training sentences; held-out ones carry their label in words no training row
+    holds. A from-scratch text model has never seen them (they are unknown tokens); a full
+    fine-tune of MiniLM knows what they mean."""
+    texts, labels = reviews(POSITIVE, NEGATIVE, 240)
+    dataset = upload(api, csv_bytes({"text": texts, "label": labels}), "text-csv")
+    training = {"epochs": 3, "batch_size": 16, "validation_split": 0.1}
+    scratch = {
+        "model_name": "reviews-scratch",
+        "dataset": {"id": dataset},
+        "model": {"arch": "text", "max_len": 16},
+        "training": training | {"epochs": 10, "optimizer": {"name": "adam", "lr": 0.01}},
+    }
+    tuned = {
+        "model_name": "reviews-minilm",
+        "dataset": {"id": dataset},
+        "model": {"arch": "pretrained", "base": "minilm", "finetune": "full", "max_len": 16},
+        "training": training | {"optimizer": {"name": "adamw", "lr": 5e-5}, "head_lr": 1e-3},
+    }
+    for spec in (scratch, tuned):
+        assert train(api, spec, worker)["metrics"]["val_accuracy"] >= 0.9  # both fit the rows
+    held_texts, held_labels = reviews(RARE_POSITIVE, RARE_NEGATIVE, 60)
+    from_scratch = accuracy(api, "reviews-scratch", held_texts, held_labels)
+    fine_tuned = accuracy(api, "reviews-minilm", held_texts, held_labels)
+    print(f"held-out accuracy: from scratch {from_scratch:.3f}, fine-tuned MiniLM {fine_tuned:.3f}")
+    assert fine_tuned >= from_scratch + 0.25 and fine_tuned >= 0.8, (from_scratch, fine_tuned)

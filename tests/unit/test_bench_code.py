@@ -181,3 +181,15 @@ def test_finetune_bench_predict_table_has_the_naive_ratios(
     out = capsys.readouterr().out
     assert "req/s ÷ naive" in out and "p99 ÷ naive" in out
     assert "2.00x" in out and "0.50x" in out  # twice the requests in the same time, half the p99
+
+
+def test_both_generation_loops_make_the_tokens_asked_for(
+    bench: Importer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = bench("finetune_generate")
+    monkeypatch.setattr(module, "GPT2_CONFIG", {"n_embd": 16, "n_layer": 1, "n_head": 2})
+    monkeypatch.setattr(module, "VOCABULARY", 64)
+    model, tokenizer = module.build(tmp_path / "gpt2")
+    assert model.config.vocab_size == 64
+    for loop in (module.plain, module.service):
+        assert loop(model, tokenizer, 7, 0) == 7  # min_new_tokens: never stopped early
