@@ -111,6 +111,8 @@ def test_a_head_finetune_trains_registers_on_its_base_and_predicts_from_strings(
         assert link is not None and link.base_model_id == minilm["id"]
         stored = Path(api.app.state.serving.settings.artifacts_dir) / version.checkpoint_path  # type: ignore[attr-defined]
     assert stored.stat().st_size < 1_000_000  # the head and buffers, not 90 MB of base weights
+    assert job["report"]["stored_bytes"] == stored.stat().st_size
+    assert job["report"]["base_model"] == {"id": minilm["id"], "name": "minilm"}
 
     response = api.post(
         "/v1/models/minilm-sentiment/predict",
@@ -122,6 +124,15 @@ def test_a_head_finetune_trains_registers_on_its_base_and_predicts_from_strings(
     assert all(abs(sum(p) - 1) < 1e-4 for p in body["probabilities"])
     refused = api.post("/v1/models/minilm-sentiment/predict", json={"inputs": [[1.0, 2.0]]})
     assert refused.status_code == 422 and "strings" in refused.text
+    v2 = api.post(
+        "/v2/models/minilm-sentiment/infer",
+        json={"inputs": [{"name": "input", "shape": [2], "datatype": "BYTES",
+                          "data": ["i loved this movie", "boring and dull"]}]},
+    )  # fmt: skip
+    assert v2.status_code == 200, v2.text
+    outputs = {o["name"]: o for o in v2.json()["outputs"]}
+    assert outputs["predictions"]["data"] == ["pos", "neg"]
+    assert outputs["probabilities"]["shape"] == [2, 2]
 
 
 def test_a_base_a_version_depends_on_is_not_deleted(
@@ -265,6 +276,17 @@ def test_the_cli_imports_a_folder_as_a_shared_base(
         timeout=120,
     )
     assert refused.returncode != 0 and "model.pt" in refused.stderr, refused.stderr
+
+
+def test_an_archive_past_the_upload_limit_is_a_413(
+    configured: dict[str, str], minilm_zip: bytes
+) -> None:
+    env = {**configured, "TRAINSERVE_MAX_BASE_MODEL_UPLOAD_BYTES": str(1_000_000)}
+    with settings_env(env), TestClient(create_app(), raise_server_exceptions=False) as api:
+        api.headers.update({"Authorization": f"Bearer {ADMIN_KEY}"})
+        response = upload_base(api, minilm_zip, "too-big")
+        assert response.status_code == 413, response.text
+        assert "too-big" not in {b["name"] for b in api.get("/v1/base-models").json()["items"]}
 
 
 def test_a_base_is_deletable_once_no_version_needs_it(

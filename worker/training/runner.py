@@ -226,6 +226,10 @@ def _conclude(
         "test": test_report,
     }
     lineage = _save_model(claim, spec, data, run.model.to("cpu"), ckpts, base)
+    # What the version takes on disk: for a fine-tuned base, only what training changed.
+    report["stored_bytes"] = ckpts.model_path.stat().st_size
+    if base is not None:
+        report["base_model"] = {"id": base.id, "name": base.name}
     stopped = f"; early stopping after epoch {last}" if last < spec.training.epochs else ""
     chosen = f" (best epoch {best} of {last}{stopped})" if opts.early_stopping is not None else ""
     return Outcome(
