@@ -362,3 +362,25 @@ def test_prior_knowledge_beats_training_from_scratch(
     fine_tuned = accuracy(api, "reviews-minilm", held_texts, held_labels)
     print(f"held-out accuracy: from scratch {from_scratch:.3f}, fine-tuned MiniLM {fine_tuned:.3f}")
     assert fine_tuned >= from_scratch + 0.25 and fine_tuned >= 0.8, (from_scratch, fine_tuned)
+
+
+def test_a_regression_head_answers_numbers_in_the_targets_units(
+    api: TestClient, worker: Proc, tmp_path: Path
+) -> None:
+    created = upload_base(api, folder_zip(tiny_bert(tmp_path / "bert")), "tiny-bert-regression")
+    assert created.status_code == 201, created.text
+    texts = ["good film", "bad film", "great plot", "awful plot"] * 20
+    scores = [8.0, 2.0, 9.0, 1.0] * 20
+    dataset = upload(
+        api, csv_bytes({"text": texts, "label": scores}), "text-csv", task="regression"
+    )
+    spec = finetune_spec("tiny-scores", dataset, "tiny-bert-regression", finetune="head")
+    spec["training"] |= {"epochs": 20, "optimizer": {"name": "adamw", "lr": 3e-2}}
+    job = train(api, spec, worker)
+    assert job["spec"]["model"]["head"] == "regression" and "val_r2" in job["metrics"]
+    answer = api.post(
+        "/v1/models/tiny-scores/predict", json={"inputs": ["great plot", "awful plot"]}
+    )
+    assert answer.status_code == 200, answer.text
+    high, low = answer.json()["predictions"]
+    assert high > 6.0 and low < 4.0, answer.json()  # in the labels' units, not standardized

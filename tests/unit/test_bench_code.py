@@ -137,13 +137,14 @@ def test_finetune_bench_sentences_are_short_and_balanced(bench: Importer) -> Non
 def test_finetune_bench_defaults_make_a_short_run(bench: Importer) -> None:
     ft = bench("finetune")
     args = ft.parse_args([])
-    assert args.sections == ["finetune", "predict"] and args.finetune == ["full", "lora"]
+    assert args.sections == ["finetune", "predict", "generate"]
+    assert args.finetune == ["full", "lora"] and args.new_tokens == 128
     assert (args.threads, args.rows, args.warmup_steps) == (1, 320, 2)
     assert (args.steps, args.rounds) == (5, 4)  # 20 timed steps a loop, in alternating rounds
     assert (args.concurrency, args.seconds, args.warmup) == ([1, 16], 10, 2)
     assert ft.parse_args(["--sections", "predict", "--concurrency", "4"]).concurrency == [4]
     with pytest.raises(SystemExit):
-        ft.parse_args(["--sections", "generate"])
+        ft.parse_args(["--sections", "serve"])
 
 
 def test_finetune_bench_naive_endpoint_serves_the_versions_head(

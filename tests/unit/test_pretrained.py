@@ -79,6 +79,7 @@ def test_the_base_tokenizer_stacks_ids_and_mask_and_trim_cuts_to_the_longest(ber
     x = pre.encode_texts(["good film", "the plot was a great film"])
     assert x.shape == (2, 2, 16) and x.dtype == torch.int64
     assert x[:, 1].sum(dim=1).tolist() == [4, 8]  # [CLS] ... [SEP]
+    assert 1 not in x[:, 0].tolist()[0][:4]  # every word is in the vocabulary: no [UNK]
     assert pre.batch(x).shape == (2, 2, 8)
     meta = pre.meta()
     again = Preprocessor.load(meta, {}, bert)
