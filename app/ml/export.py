@@ -76,9 +76,8 @@ class Served(nn.Module):
         pre = self.preprocessor
         if pre.x_scaler is not None:
             x = pre.x_scaler(x)  # (N, F) standardized as in training
-        elif pre.channels is not None:
-            x = pre.channels(x)  # uint8 (N, C, H, W) → normalized float32
-            x = x.flatten(1) if pre.flatten else x
+        elif pre.kind == "image":
+            x = pre.batch(x)  # uint8 (N, C, H, W) → normalized float32 (resized for a base)
         out = self.model(x)  # (N, outputs); a base's text needs no trim: its mask pools
         if self.y_scaler is not None:
             return self.y_scaler.inverse(out).squeeze(1)  # (N,)

@@ -149,7 +149,7 @@ def _schedule(spec: JobSpec, data: TrainingData, optimizer: torch.optim.Optimize
 
 def _transform(spec: JobSpec, data: TrainingData, generator: torch.Generator) -> Transform:
     pre, augment = data.preprocessor, spec.training.augment
-    if pre.channels is None:
+    if pre.kind != "image":
         return lambda x, _train: x  # tabular and text rows are stored as model input
 
     def image_batch(x: torch.Tensor, train: bool) -> torch.Tensor:
