@@ -1,9 +1,13 @@
 """Vision bases through the real stack: a tiny ViT uploaded as a base model zip, fine-tuned by a
-real worker on an images-zip of red and blue squares, served from base64 PNGs and exported as
-ONNX; and the specs a vision base refuses at submission."""
+real worker on an images-zip of red and blue squares, served from base64 PNGs and exported
+(ONNX, a Hugging Face folder); a ResNet's head and a ViT's LoRA adapters; and the specs a
+vision base refuses at submission."""
 
 import base64
 import io
+import json
+import tarfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,8 +71,8 @@ def vision_spec(name: str, dataset: str, base: str, **model: Any) -> dict[str, A
     return spec
 
 
-def test_a_vit_finetunes_on_images_and_predicts_base64_pngs_and_exports_onnx(
-    api: TestClient, worker: Proc, bases: dict[str, str], colours: str
+def test_a_vit_finetunes_on_images_predicts_base64_pngs_and_exports(
+    api: TestClient, worker: Proc, bases: dict[str, str], colours: str, tmp_path: Path
 ) -> None:
     job = train(api, vision_spec("vis-colours", colours, "vis-vit", finetune="full"), worker)
     assert job["metrics"]["val_accuracy"] >= 0.9, job["metrics"]
@@ -90,6 +94,28 @@ def test_a_vit_finetunes_on_images_and_predicts_base64_pngs_and_exports_onnx(
     pixels = np.stack([_pixels(b) for b in fresh])  # (N, 3, 24, 24) uint8, as predict decodes
     (probs,) = model.run(None, {"input": pixels})
     np.testing.assert_allclose(probs, body["probabilities"], atol=1e-4)
+    _check_hf_export(api, fresh, body["probabilities"], tmp_path)
+
+
+def _check_hf_export(
+    api: TestClient, images: list[bytes], expected: list[list[float]], tmp_path: Path
+) -> None:
+    """The hf folder's README recipe, run on the image files, answers what predict did."""
+    response = api.get("/v1/models/vis-colours/versions/1/artifact", params={"format": "hf"})
+    assert response.status_code == 200, response.text
+    with tarfile.open(fileobj=io.BytesIO(response.content)) as archive:
+        archive.extractall(tmp_path, filter="data")
+    folder = tmp_path / "vis-colours-v1"
+    about = json.loads((folder / "trainserve.json").read_text())
+    assert (about["pooling"], about["classes"]) == ("class-token", ["blue", "red"])
+    paths = []
+    for i, data in enumerate(images):
+        paths.append(tmp_path / f"{i}.png")
+        paths[-1].write_bytes(data)
+    code = (folder / "README.md").read_text().split("```python\n")[1].split("```")[0]
+    scope: dict[str, Any] = {"folder": str(folder), "paths": [str(p) for p in paths]}
+    exec(code, scope)  # the README's own recipe
+    np.testing.assert_allclose(scope["probs"].numpy(), expected, atol=1e-4)
 
 
 def _pixels(png: bytes) -> np.ndarray:
