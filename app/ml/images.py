@@ -243,8 +243,9 @@ class BaseImageStats:
 
 def input_size(processor: dict[str, Any], config: dict[str, Any]) -> tuple[int, int]:
     """(H, W) of what the base sees: the crop when the processor center-crops, else `size`
-    ({"height", "width"}, {"shortest_edge"} or a side; the stored images are square, so a
-    shortest edge is both sides)."""
+    ({"height", "width"}, {"shortest_edge"} or a side). A stored image is resized to it whole,
+    never cropped (images-zip stores squares, so a shortest edge is both sides): fine-tuning
+    learns from all of it."""
     crop = processor.get("crop_size")
     if processor.get("do_center_crop") and crop:
         return _side_pair(crop, config)

@@ -238,3 +238,31 @@ def test_the_vision_footprint_is_within_2x_of_a_training_forward_pass(
         frozen.trained < 10_000
         and frozen.activation_bytes_per_row < estimate.activation_bytes_per_row
     )
+
+
+def test_registration_records_the_processors_size_and_the_footprint_reads_it(
+    resnet: Path,
+) -> None:
+    from app.core.kinds import Head
+    from app.models import BaseModelRow
+    from app.schemas.dataset import DataKind
+    from app.schemas.job import JobSpec
+    from app.services.base_model_catalog import _config_summary
+    from app.services.dataset_catalog import DatasetInfo
+    from app.services.pretrained_checks import _footprint
+
+    summary = _config_summary(resnet, "vision")
+    assert summary["image_input_size"] == [12, 12] and summary["hidden_sizes"] == [8, 16]
+    row = BaseModelRow(name="r", family="vision", model_type="resnet", parameters=10_000)
+    spec = JobSpec.model_validate(
+        {
+            "model_name": "m",
+            "dataset": {"id": "d"},
+            "model": {"arch": "pretrained", "base": "r", "finetune": "full"},
+        }
+    )
+    info = DatasetInfo(DataKind.image, Task.classification, [3, 20, 20], ["a", "b"])
+    row.config = summary
+    small = _footprint(spec, Head.classification, row, info).activation_bytes_per_row
+    row.config = {k: v for k, v in summary.items() if k != "image_input_size"}  # 224, as before
+    assert _footprint(spec, Head.classification, row, info).activation_bytes_per_row > 100 * small
