@@ -223,12 +223,13 @@ def load_vision_backbone(folder: Path) -> nn.Module:
     """A vision base's network, every weight from its folder. A ViT saved from a classifier
     has no weights for the pooler AutoModel adds: transformers would draw it at random on every
     load, which no stored version could reproduce, so it is dropped (the class token is
-    pooled instead). Any other weight missing would be as random: refused."""
+    pooled instead). Any other weight missing would be as random: refused (a BatchNorm's step
+    count is no weight: it only counts the base's own training steps)."""
     transformers = _transformers()
     backbone, info = transformers.AutoModel.from_pretrained(
         folder, use_safetensors=True, dtype=torch.float32, output_loading_info=True, **LOCAL_ONLY
     )
-    missing = sorted(info["missing_keys"])
+    missing = sorted(k for k in info["missing_keys"] if not k.endswith("num_batches_tracked"))
     pooler = getattr(backbone, "pooler", None)
     if missing and pooler is not None and all(k.startswith("pooler.") for k in missing):
         backbone.pooler = None
@@ -305,16 +306,12 @@ def _with_adapters(
 
 def _vision_targets(backbone: nn.Module) -> list[str]:
     """The query and value projections of a vision transformer, found by their names."""
-    names = {name.rsplit(".", 1)[-1] for name, m in backbone.named_modules() if _is_linear(m)}
+    names = {n.rsplit(".", 1)[-1] for n, m in backbone.named_modules() if isinstance(m, nn.Linear)}
     for pair in LORA_PROJECTIONS:
         if set(pair) <= names:
             return list(pair)
     model_type = getattr(backbone.config, "model_type", "?")
     raise ValueError(f"no attention projections for LoRA adapters in this {model_type} base")
-
-
-def _is_linear(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear)
 
 
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:

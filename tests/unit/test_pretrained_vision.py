@@ -184,6 +184,25 @@ def test_a_vit_without_pooler_weights_pools_its_class_token_on_every_load(vit: P
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in backbone.items())
 
 
+def test_a_base_missing_weights_is_refused_but_not_for_batchnorm_step_counts(
+    vit: Path, resnet: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    def without(folder: Path, drop: str) -> Path:
+        copy = tmp_path / folder.name
+        shutil.copytree(folder, copy)
+        weights = load_file(copy / "model.safetensors")
+        kept = {k: v for k, v in weights.items() if not k.endswith(drop)}
+        assert len(kept) < len(weights)
+        save_file(kept, copy / "model.safetensors", metadata={"format": "pt"})
+        return copy
+
+    with pytest.raises(ValueError, match="lack"):
+        pretrained.build_finetune(without(vit, "layernorm.weight"), 2, options("full"))
+    pretrained.build_finetune(without(resnet, "num_batches_tracked"), 2, options("full"))
+
+
 def test_head_mode_leaves_a_frozen_resnets_batchnorm_statistics_as_pretrained(
     resnet: Path,
 ) -> None:
