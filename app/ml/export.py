@@ -18,8 +18,9 @@ from safetensors.torch import save_file
 from torch import nn
 
 from app.ml.bundle import ModelBundle
+from app.ml.export_vision import image_about, vision_readme
 from app.ml.preprocessing import Preprocessor
-from app.ml.pretrained import BaseTokenizer, CausalLM, TextModel
+from app.ml.pretrained import PROCESSOR_FILES, BaseTokenizer, CausalLM, TextModel, VisionModel
 from app.ml.text import Tokenizer
 
 # The exporters keep process-wide state while they trace (the TorchScript one's
@@ -76,9 +77,8 @@ class Served(nn.Module):
         pre = self.preprocessor
         if pre.x_scaler is not None:
             x = pre.x_scaler(x)  # (N, F) standardized as in training
-        elif pre.channels is not None:
-            x = pre.channels(x)  # uint8 (N, C, H, W) → normalized float32
-            x = x.flatten(1) if pre.flatten else x
+        elif pre.kind == "image":
+            x = pre.batch(x)  # uint8 (N, C, H, W) → normalized float32 (resized for a base)
         out = self.model(x)  # (N, outputs); a base's text needs no trim: its mask pools
         if self.y_scaler is not None:
             return self.y_scaler.inverse(out).squeeze(1)  # (N,)
@@ -185,24 +185,31 @@ def hf_folder(bundle: ModelBundle, base: Path, about: About, out: Path) -> None:
     if isinstance(model, CausalLM):
         _generator_folder(bundle, model, base, about, out)
         return
-    if not isinstance(model, TextModel):
+    if not isinstance(model, TextModel | VisionModel):
         raise ExportRefused("hf is only for versions fine-tuned from a base")
     _save_backbone(model.backbone, base, out)
     if bundle.classes is not None:
         _add_labels(out / "config.json", bundle.classes)
     head = {"weight": model.head.weight, "bias": model.head.bias}
     save_file({k: v.detach().cpu().contiguous() for k, v in head.items()}, out / "head.safetensors")
-    description = hf_description(bundle, model.pooling, about)
+    if isinstance(model, VisionModel):
+        description = _head_about(bundle, about) | image_about(model, bundle.preprocessor)
+        readme = vision_readme(description, ANSWER[bundle.task])
+    else:
+        description = hf_description(bundle, model.pooling, about)
+        readme = hf_readme(description)
     (out / "trainserve.json").write_text(json.dumps(description, indent=2) + "\n")
-    (out / "README.md").write_text(hf_readme(description))
+    (out / "README.md").write_text(readme)
 
 
 def _save_backbone(backbone: Any, base: Path, out: Path) -> None:
-    """The network (a PreTrainedModel) and the base's tokenizer files, as save_pretrained
-    writes them. Safetensors only: transformers 5 writes nothing else, and 4.x is told so."""
+    """The network (a PreTrainedModel) and the base's tokenizer or image processor files, as
+    save_pretrained writes them. Safetensors only: transformers 5 writes nothing else, and 4.x
+    is told so."""
     backbone.save_pretrained(out, safe_serialization=True)
+    kept = (*TOKENIZER_FILES, *PROCESSOR_FILES)
     for path in sorted(base.iterdir()):
-        if path.is_file() and (path.name in TOKENIZER_FILES or path.suffix == ".model"):
+        if path.is_file() and (path.name in kept or path.suffix == ".model"):
             shutil.copyfile(path, out / path.name)
 
 
@@ -252,16 +259,23 @@ def hf_description(bundle: ModelBundle, pooling: str, about: About) -> dict[str,
     """trainserve.json: how to apply head.safetensors to the backbone's hidden states."""
     tokenizer = bundle.preprocessor.tokenizer
     assert isinstance(tokenizer, BaseTokenizer)
+    return _head_about(bundle, about) | {
+        "pooling": pooling,  # "mean" over the real tokens, or the "last" real token
+        "max_len": bundle.preprocessor.input_shape[0],
+        "tokenizer": {"pad_token": tokenizer.pad_token, "padding_side": "right"},
+    }
+
+
+def _head_about(bundle: ModelBundle, about: About) -> dict[str, Any]:
+    """What every trainserve.json of a version with a head says: which version, its task and
+    classes, the head's file, the base, and for a regressor the target's units."""
     out: dict[str, Any] = {
         "model_name": about.model_name,
         "version": about.version,
         "checkpoint_sha256": about.checkpoint_sha256,
         "task": bundle.task,
         "classes": bundle.classes,
-        "pooling": pooling,  # "mean" over the real tokens, or the "last" real token
-        "max_len": bundle.preprocessor.input_shape[0],
         "head": {"file": "head.safetensors", "outputs": bundle.output_dim},
-        "tokenizer": {"pad_token": tokenizer.pad_token, "padding_side": "right"},
         "base": _base(bundle),
     }
     if bundle.task == "regression" and bundle.y_scaler is not None:

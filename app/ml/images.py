@@ -5,11 +5,13 @@ import base64
 import binascii
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import nn
 
 FORMATS = ("PNG", "JPEG")
 MAX_BYTES = 16 * 1024 * 1024
@@ -147,3 +149,132 @@ class ChannelStats:
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], prefix: str) -> "ChannelStats":
         return cls(tensors[f"{prefix}.mean"], tensors[f"{prefix}.std"])
+
+
+# A base without a processor config: ImageNet's statistics, which most vision bases were
+# trained with (transformers' IMAGENET_DEFAULT_MEAN/STD), at its config's image_size or 224.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_SIDE = 224
+
+
+@dataclass(frozen=True)
+class BaseImageStats:
+    """What a pretrained vision base expects its pixels to be, from its own image processor:
+    each stored uint8 (N, C, S, S) batch is resized to `size`, given the base's channels,
+    rescaled (x * rescale) and normalized by the base's mean and std, per batch, in training
+    and at predict alike. Kept in the version's meta, so a version describes itself."""
+
+    size: tuple[int, int]  # (H, W) the base takes
+    channels: int  # the base's num_channels
+    mean: tuple[float, ...]  # one per base channel (or one for all)
+    std: tuple[float, ...]
+    rescale: float = 1 / 255  # 1.0 for a base that takes 0..255 values (do_rescale false)
+    normalize: bool = True
+    # mean and std as tensors, per device: made once, not copied to the GPU every batch
+    _on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+
+    @classmethod
+    def from_processor(
+        cls, processor: dict[str, Any] | None, config: dict[str, Any]
+    ) -> "BaseImageStats":
+        """From an image processor's settings (its JSON, or the processor's to_dict()) and the
+        model's config.json; processor None: the base has no processor config (see above)."""
+        channels = int(config.get("num_channels") or 3)
+        if processor is None:
+            return cls(_config_size(config), channels, IMAGENET_MEAN, IMAGENET_STD)
+        return cls(
+            input_size(processor, config),
+            channels,
+            _floats(processor.get("image_mean"), IMAGENET_MEAN),
+            _floats(processor.get("image_std"), IMAGENET_STD),
+            float(processor.get("rescale_factor") or 1 / 255)
+            if processor.get("do_rescale", True)
+            else 1.0,
+            bool(processor.get("do_normalize", True)),
+        )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, C, S, S) → float32 (N, channels, H, W) as the base takes it."""
+        x = x.float()
+        if tuple(x.shape[-2:]) != self.size:
+            # antialias: a downscale averages the pixels it merges instead of skipping some
+            x = nn.functional.interpolate(
+                x, size=self.size, mode="bilinear", antialias=True, align_corners=False
+            )
+        if x.shape[1] == 1 and self.channels == 3:
+            x = x.expand(-1, 3, -1, -1)  # grayscale for an RGB base: the same value thrice
+        x = x * self.rescale
+        if not self.normalize:
+            return x
+        mean, std = self._stats(x.device)
+        return (x - mean) / std
+
+    def _stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._on:
+            mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
+            self._on[device] = mean, torch.tensor(self.std, device=device).view(1, -1, 1, 1)
+        return self._on[device]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "size": list(self.size),
+            "channels": self.channels,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "rescale": self.rescale,
+            "normalize": self.normalize,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "BaseImageStats":
+        h, w = data["size"]
+        return cls(
+            (int(h), int(w)),
+            int(data["channels"]),
+            tuple(float(v) for v in data["mean"]),
+            tuple(float(v) for v in data["std"]),
+            float(data["rescale"]),
+            bool(data["normalize"]),
+        )
+
+
+def input_size(processor: dict[str, Any], config: dict[str, Any]) -> tuple[int, int]:
+    """(H, W) of what the base sees: the crop when the processor center-crops, else `size`
+    ({"height", "width"}, {"shortest_edge"} or a side). A stored image is resized to it whole,
+    never cropped (images-zip stores squares, so a shortest edge is both sides): fine-tuning
+    learns from all of it."""
+    crop = processor.get("crop_size")
+    if processor.get("do_center_crop") and crop:
+        return _side_pair(crop, config)
+    size = processor.get("size")
+    return _side_pair(size, config) if size else _config_size(config)
+
+
+def _side_pair(size: Any, config: dict[str, Any]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    if isinstance(size, dict):
+        if size.get("height") and size.get("width"):
+            return int(size["height"]), int(size["width"])
+        side = size.get("shortest_edge") or size.get("longest_edge")
+        if side:
+            return int(side), int(side)
+    return _config_size(config)
+
+
+def _config_size(config: dict[str, Any]) -> tuple[int, int]:
+    size = config.get("image_size") or DEFAULT_SIDE
+    if isinstance(size, list | tuple):
+        return int(size[0]), int(size[1])
+    return int(size), int(size)
+
+
+def _floats(values: Any, default: tuple[float, ...]) -> tuple[float, ...]:
+    if values is None:
+        return default
+    if isinstance(values, int | float):
+        return (float(values),)
+    return tuple(float(v) for v in values)

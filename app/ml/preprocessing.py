@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from app.ml.images import ChannelStats
+from app.ml.images import BaseImageStats, ChannelStats
 from app.ml.pretrained import SCHEME as BASE_SCHEME
-from app.ml.pretrained import BaseTokenizer, trim
+from app.ml.pretrained import BaseTokenizer, image_stats, trim
 from app.ml.text import Tokenizer
 
 
@@ -46,8 +46,9 @@ class Preprocessor:
     """Everything between stored data and model input, fitted on training rows only.
 
     tabular: standardized features; image: uint8 (C, H, W) pixels scaled by channel
-    statistics; text: token ids from a vocabulary learned from the training texts, or from
-    a pretrained base's own tokenizer (ids and attention mask).
+    statistics, or for a pretrained vision base resized and normalized as its own image
+    processor says; text: token ids from a vocabulary learned from the training texts, or
+    from a pretrained base's own tokenizer (ids and attention mask).
     """
 
     kind: str  # app.schemas.dataset.DataKind value
@@ -57,9 +58,12 @@ class Preprocessor:
     tokenizer: Tokenizer | BaseTokenizer | None = None
     feature_names: list[str] | None = None
     flatten: bool = False  # images for an mlp: (C, H, W) pixels become C*H*W features
+    base_image: BaseImageStats | None = None  # images for a pretrained vision base
 
     @property
     def model_input_shape(self) -> list[int]:
+        """What the network is built for; for a vision base the stored shape still, as the
+        base's own size is the base's business (base_image resizes to it)."""
         return [math.prod(self.input_shape)] if self.flatten else self.input_shape
 
     @classmethod
@@ -70,6 +74,15 @@ class Preprocessor:
     def fit_image(cls, x: torch.Tensor, flatten: bool = False) -> "Preprocessor":
         shape = [int(d) for d in x.shape[1:]]
         return cls("image", shape, channels=ChannelStats.fit(x), flatten=flatten)
+
+    @classmethod
+    def fit_base_image(cls, base: Path, x: torch.Tensor) -> "Preprocessor":
+        """Nothing to fit: the base's image processor settings, from its folder."""
+        stats = image_stats(base)
+        shape = [int(d) for d in x.shape[1:]]
+        if shape[0] == 3 and stats.channels == 1:
+            raise ValueError("the base takes grayscale images, and these are RGB")
+        return cls("image", shape, base_image=stats)
 
     @classmethod
     def fit_text(cls, texts: list[str], vocab_size: int, max_len: int) -> "Preprocessor":
@@ -93,6 +106,8 @@ class Preprocessor:
 
     def batch(self, x: torch.Tensor) -> torch.Tensor:
         """A batch in stored form → model input (images are normalized here, per batch)."""
+        if self.base_image is not None:
+            return self.base_image(x)
         if self.channels is not None:
             x = self.channels(x)
             return x.flatten(1) if self.flatten else x
@@ -125,6 +140,7 @@ class Preprocessor:
             "feature_names": self.feature_names,
             "flatten": self.flatten,
             "tokenizer": self.tokenizer.to_json() if self.tokenizer is not None else None,
+            "base_image": self.base_image.to_json() if self.base_image is not None else None,
         }
 
     @classmethod
@@ -133,14 +149,19 @@ class Preprocessor:
     ) -> "Preprocessor":
         """base: the folder of the version's pretrained base, if it has one."""
         kind = meta.get("kind", "tabular")
+        base_image = (
+            BaseImageStats.from_json(meta["base_image"]) if meta.get("base_image") else None
+        )
+        fitted = kind == "image" and base_image is None
         return cls(
             kind,
             list(meta["input_shape"]),
             x_scaler=Standardizer.from_tensors(tensors, "x_scaler") if kind == "tabular" else None,
-            channels=ChannelStats.from_tensors(tensors, "channels") if kind == "image" else None,
+            channels=ChannelStats.from_tensors(tensors, "channels") if fitted else None,
             tokenizer=_load_tokenizer(meta["tokenizer"], base) if kind == "text" else None,
             feature_names=meta.get("feature_names"),
             flatten=bool(meta.get("flatten", False)),
+            base_image=base_image,
         )
 
 

@@ -1,5 +1,6 @@
-"""Pretrained Hugging Face bases, fine-tuned: the network around a base, its tokenizer, which
-weights train, and what a registered version stores on top of its base.
+"""Pretrained Hugging Face bases, fine-tuned: the network around a base, its tokenizer or image
+processor settings, which weights train, and what a registered version stores on top of its
+base.
 
 A version stores only what fine-tuning changed (the trained weights: every weight for
 `full`, the head for `head`, the adapters and the head for `lora`) plus the buffers; its base's
@@ -12,6 +13,7 @@ base was registered). transformers is imported on first use: processes that neve
 or serve a pretrained model never pay for it.
 """
 
+import json
 import os
 from functools import cache
 from pathlib import Path
@@ -21,11 +23,22 @@ import torch
 from torch import nn
 
 from app.core.kinds import Family, Finetune, Head
+from app.ml.images import BaseImageStats
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded, whatever a config says
 LOCAL_ONLY = {"local_files_only": True, "trust_remote_code": False}
 SCHEME = "base-tokenizer"  # a stored Preprocessor's tokenizer that lives in the base's folder
 HEAD_PREFIX = "head."
+PROCESSOR_FILES = ("preprocessor_config.json", "image_processor_config.json")
+# Vision bases with attention projections for LoRA adapters (ViT-style transformers); conv
+# bases (ResNet, ConvNeXt, ...) have none, and a LoRA job on one is refused at submission.
+LORA_VISION_TYPES = frozenset(
+    {"vit", "deit", "beit", "data2vec-vision", "dinov2", "dinov2_with_registers", "vit_msn"}
+    | {"ijepa", "swin", "swinv2", "donut-swin"}
+)
+# The query and value projections' names, as transformers' vision models spell them (5.x
+# q_proj/v_proj, 4.x and some others query/value); peft knows no defaults for these.
+LORA_PROJECTIONS = (("q_proj", "v_proj"), ("query", "value"))
 
 
 @cache
@@ -108,6 +121,60 @@ class TextModel(nn.Module):
         return self.head(self.dropout(pooled))
 
 
+class VisionModel(nn.Module):
+    """(N, C, H, W) pixels, as the base's processor makes them → the base's pooled features →
+    Dropout → Linear head. Features: the base's pooler output when it has one (ResNet and
+    ConvNeXt average their last feature map; flattened from (N, D, 1, 1)), else the class
+    token of the last hidden states (ViT's classifier reads that too).
+
+    freeze_norms: the backbone's BatchNorm layers stay in eval mode while training (see
+    train): its statistics are part of what a frozen backbone is."""
+
+    def __init__(
+        self, backbone: nn.Module, output_dim: int, dropout: float, freeze_norms: bool
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.freeze_norms = freeze_norms
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(feature_size(backbone), output_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.backbone(pixel_values=x)
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is None:
+            pooled = out.last_hidden_state[:, 0]  # (N, T, D) → the class token (N, D)
+        return self.head(self.dropout(pooled.flatten(1)))
+
+    def train(self, mode: bool = True) -> "VisionModel":
+        """A frozen backbone's BatchNorm in training mode would normalize by each batch's
+        statistics and overwrite its pretrained running averages with this data's; kept in
+        eval mode, it normalizes as the base was trained to, and the loop's precise-BN pass
+        (worker/training/loop.py) leaves alone what training left in eval mode."""
+        super().train(mode)
+        if mode and self.freeze_norms:
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+
+def feature_size(backbone: nn.Module) -> int:
+    """The width of what VisionModel pools, from the config: the pooler's output size (ViT's
+    own pooler), a conv base's last stage width, or the hidden size."""
+    config: Any = backbone.config
+    pooled = getattr(config, "pooler_output_size", None)
+    if getattr(backbone, "pooler", None) is not None and pooled:
+        return int(pooled)
+    sizes = getattr(config, "hidden_sizes", None)
+    if sizes:
+        return int(sizes[-1])
+    hidden = getattr(config, "hidden_size", None)
+    if hidden is None:
+        raise ValueError(f"cannot tell the feature width of a {config.model_type} base")
+    return int(hidden)
+
+
 class CausalLM(nn.Module):
     """(N, 2, T) ids and mask → next-token logits (N, T, vocabulary): a decoder fine-tuned to
     continue texts. Generation calls the backbone itself (app/ml/generate.py)."""
@@ -152,6 +219,42 @@ def load_backbone(folder: Path) -> nn.Module:
     return backbone
 
 
+def load_vision_backbone(folder: Path) -> nn.Module:
+    """A vision base's network, every weight from its folder. A ViT saved from a classifier
+    has no weights for the pooler AutoModel adds: transformers would draw it at random on every
+    load, which no stored version could reproduce, so it is dropped (the class token is
+    pooled instead). Any other weight missing would be as random: refused (a BatchNorm's step
+    count is no weight: it only counts the base's own training steps)."""
+    transformers = _transformers()
+    backbone, info = transformers.AutoModel.from_pretrained(
+        folder, use_safetensors=True, dtype=torch.float32, output_loading_info=True, **LOCAL_ONLY
+    )
+    missing = sorted(k for k in info["missing_keys"] if not k.endswith("num_batches_tracked"))
+    pooler = getattr(backbone, "pooler", None)
+    if missing and pooler is not None and all(k.startswith("pooler.") for k in missing):
+        backbone.pooler = None
+    elif missing:
+        raise ValueError(f"the base's weights lack {missing[:5]}: they would be random")
+    result: nn.Module = backbone
+    return result
+
+
+def image_stats(folder: Path) -> BaseImageStats:
+    """The base's own image processor settings, read (never run): from preprocessor_config.json
+    through transformers (which fills in what the file leaves to the processor class's
+    defaults), else from image_processor_config.json as written, else from config.json."""
+    config = json.loads((folder / "config.json").read_text())
+    if (folder / PROCESSOR_FILES[0]).is_file():
+        processor = _transformers().AutoImageProcessor.from_pretrained(
+            folder, backend="pil", **LOCAL_ONLY
+        )
+        return BaseImageStats.from_processor(processor.to_dict(), config)
+    if (folder / PROCESSOR_FILES[1]).is_file():
+        written = json.loads((folder / PROCESSOR_FILES[1]).read_text())
+        return BaseImageStats.from_processor(written, config)
+    return BaseImageStats.from_processor(None, config)
+
+
 def load_causal_lm(folder: Path) -> nn.Module:
     transformers = _transformers()
     lm: nn.Module = transformers.AutoModelForCausalLM.from_pretrained(
@@ -171,14 +274,19 @@ def build_finetune(
     start's weights (a registered version's, adapters merged), laid in before the mode."""
     family, head = Family(options["family"]), Head(options["head"])
     mode = Finetune(options["finetune"])
-    model: TextModel | CausalLM
-    if head == Head.causal_lm:
+    dropout = float(options.get("dropout", 0.0))
+    model: TextModel | CausalLM | VisionModel
+    if family == Family.vision:
+        # the backbone's BatchNorm is frozen with its weights: in head and lora modes
+        model = VisionModel(
+            load_vision_backbone(folder), output_dim, dropout, mode != Finetune.full
+        )
+    elif head == Head.causal_lm:
         if mode == Finetune.head:
             raise ValueError("a generator has no new head to train alone; use full or lora")
         model = CausalLM(load_causal_lm(folder))
     else:
         pooling = "last" if family == Family.text_decoder else "mean"
-        dropout = float(options.get("dropout", 0.0))
         model = TextModel(load_backbone(folder), output_dim, pooling, dropout)
     if initial is not None:
         model.load_state_dict(initial)
@@ -186,16 +294,32 @@ def build_finetune(
         for param in model.backbone.parameters():
             param.requires_grad_(False)
     if mode == Finetune.lora:
-        model.backbone = _with_adapters(model.backbone, options["lora"])
+        targets = _vision_targets(model.backbone) if family == Family.vision else None
+        model.backbone = _with_adapters(model.backbone, options["lora"], targets)
     return model
 
 
-def _with_adapters(backbone: nn.Module, lora: dict[str, Any]) -> nn.Module:
-    """LoRA adapters in the attention projections peft knows for the base's model type."""
+def _with_adapters(
+    backbone: nn.Module, lora: dict[str, Any], targets: list[str] | None
+) -> nn.Module:
+    """LoRA adapters in `targets`, or the attention projections peft knows for the base's
+    model type."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"])
+    config = LoraConfig(
+        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], target_modules=targets
+    )
     return get_peft_model(backbone, config)
+
+
+def _vision_targets(backbone: nn.Module) -> list[str]:
+    """The query and value projections of a vision transformer, found by their names."""
+    names = {n.rsplit(".", 1)[-1] for n, m in backbone.named_modules() if isinstance(m, nn.Linear)}
+    for pair in LORA_PROJECTIONS:
+        if set(pair) <= names:
+            return list(pair)
+    model_type = getattr(backbone.config, "model_type", "?")
+    raise ValueError(f"no attention projections for LoRA adapters in this {model_type} base")
 
 
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -22,6 +22,9 @@ from app.base_models.location import IMPORT, MODEL_SUBFOLDER, OPERATOR_DIR, UPLO
 from app.core.config import Settings
 from app.core.db import insert_or_ignore
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.core.kinds import Family
+from app.ml.images import BaseImageStats, input_size
+from app.ml.pretrained import PROCESSOR_FILES
 from app.models import SHARED, BaseModelRow, Job, JobStatus, VersionBase
 from app.models.base import new_id, utcnow
 from app.schemas.job import NAME_PATTERN
@@ -33,7 +36,8 @@ from app.services.uploads import receive
 log = logging.getLogger(__name__)
 
 ARCHIVE_FILE = "archive.tmp"
-# What a spec is checked against (app/services/spec_checks.py), copied from config.json.
+# What a spec is checked against (app/services/pretrained_checks.py), copied from config.json;
+# for a vision base also the size its image processor makes (IMAGE_INPUT_SIZE).
 CONFIG_FIELDS = (
     "max_position_embeddings",
     "n_positions",
@@ -46,8 +50,13 @@ CONFIG_FIELDS = (
     "n_head",
     "image_size",
     "num_channels",
+    "patch_size",
+    "hidden_sizes",
+    "depths",
+    "embedding_size",
     "architectures",
 )
+IMAGE_INPUT_SIZE = "image_input_size"
 
 
 # --- upload and import ----------------------------------------------------------------------
@@ -206,13 +215,25 @@ def _described(info: FolderInfo, folder: Path) -> dict[str, Any]:
         "sha256": info.sha256,
         "files": info.files,
         "size_bytes": sum(int(f["bytes"]) for f in info.files),
-        "config": _config_summary(folder),
+        "config": _config_summary(folder, info.family),
     }
 
 
-def _config_summary(folder: Path) -> dict[str, Any]:
+def _config_summary(folder: Path, family: str) -> dict[str, Any]:
     config = json.loads((folder / "config.json").read_text())  # bounded by inspect_folder
-    return {key: config[key] for key in CONFIG_FIELDS if key in config}
+    summary = {key: config[key] for key in CONFIG_FIELDS if key in config}
+    if family == Family.vision:
+        summary[IMAGE_INPUT_SIZE] = list(_image_input_size(folder, config))
+    return summary
+
+
+def _image_input_size(folder: Path, config: dict[str, Any]) -> tuple[int, int]:
+    """From the processor config's JSON as written (bounded by inspect_folder too): the
+    footprint estimate's input size. Training reads the processor itself."""
+    for name in PROCESSOR_FILES:
+        if (folder / name).is_file():
+            return input_size(json.loads((folder / name).read_text()), config)
+    return BaseImageStats.from_processor(None, config).size
 
 
 def _copy_tree(source: Path, dest: Path) -> None:

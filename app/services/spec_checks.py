@@ -65,8 +65,12 @@ def check_fit(
         raise invalid("model.task", f"'{name}' has a continuous target; use regression")
     _check_generation(arch, effective, task, name)
     training = spec.training
-    if (training.augment.flip or training.augment.crop_padding) and arch not in IMAGE_ARCHS:
-        raise invalid("training.augment", "image augmentation needs an image model (cnn or resnet)")
+    images = arch in IMAGE_ARCHS or (arch == Arch.pretrained and kind == DataKind.image)
+    if (training.augment.flip or training.augment.crop_padding) and not images:
+        raise invalid(
+            "training.augment",
+            "image augmentation needs an image model (cnn, resnet, or a pretrained vision base)",
+        )
     if effective != Task.classification:
         _refuse_for_regression(spec)
     elif classes is not None:

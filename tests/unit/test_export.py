@@ -1,8 +1,9 @@
 """The exports' engine on fixed bundles, for the kinds the integration tests do not train: an
 ONNX graph answers what predict answers for a regressor (target units), an mlp on images
 (flattened pixels) and a transformer on text of any length; a fine-tuned base's Hugging Face
-folder answers a regression as its README says."""
+folder answers a regression as its README says, from texts or from image files."""
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
+from PIL import Image
 
 from app.ml.bundle import ModelBundle
 from app.ml.export import About, hf_folder, write_onnx
@@ -18,8 +20,8 @@ from app.ml.preprocessing import Preprocessor, Standardizer
 from app.ml.pretrained import build_finetune
 from app.ml.text import Tokenizer
 from app.ml.zoo import build_model
-from app.serving.predictor import predict
-from tests.hf_models import tiny_bert
+from app.serving.predictor import decode, predict
+from tests.hf_models import tiny_bert, tiny_resnet
 
 ABOUT = About("m", 3, "ab" * 32)
 ATOL = 1e-4
@@ -104,3 +106,41 @@ def test_a_finetuned_regressor_as_a_hugging_face_folder(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         scope["values"].numpy(), answers(b, pre.encode_texts(texts)), atol=ATOL
     )
+
+
+def test_a_finetuned_vision_regressor_on_grayscale_as_onnx_and_a_hugging_face_folder(
+    tmp_path: Path,
+) -> None:
+    """A ResNet base (its pooler pools) on 1-channel images of another size than it takes:
+    both exports repeat predict's decode, resize, channel repeat and normalization."""
+    base = tiny_resnet(tmp_path / "base")
+    options = {
+        "base": {"id": "b1", "name": "tiny-resnet", "sha256": "00", "source": "upload"},
+        "family": "vision",
+        "head": "regression",
+        "finetune": "full",
+        "dropout": 0.0,
+    }
+    torch.manual_seed(0)
+    model = build_finetune(base, 1, options).eval()
+    pre = Preprocessor.fit_base_image(base, torch.zeros(1, 1, 20, 20, dtype=torch.uint8))
+    y = Standardizer(torch.tensor([3.0]), torch.tensor([2.0]))
+    b = ModelBundle("pretrained", options, "regression", 1, None, pre, y, model)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (17 + i, 23, 3), dtype=np.uint8)).save(paths[-1])
+    x = decode(b, [base64.b64encode(p.read_bytes()).decode() for p in paths])
+    expected = answers(b, x)
+
+    (values,) = exported(b, tmp_path).run(None, {"input": x.numpy()})
+    np.testing.assert_allclose(values, expected, atol=ATOL)
+    hf_folder(b, base, ABOUT, tmp_path / "out")
+    about = json.loads((tmp_path / "out" / "trainserve.json").read_text())
+    assert (about["pooling"], about["input_shape"]) == ("pooler", [1, 20, 20])
+    assert (tmp_path / "out" / "preprocessor_config.json").is_file()
+    code = (tmp_path / "out" / "README.md").read_text().split("```python\n")[1].split("```")[0]
+    scope: dict[str, Any] = {"folder": str(tmp_path / "out"), "paths": [str(p) for p in paths]}
+    exec(code, scope)
+    np.testing.assert_allclose(scope["values"].numpy(), expected, atol=ATOL)

@@ -1,6 +1,7 @@
 """From a job spec to tensors ready to train: load, split, and fit the preprocessing on the
-training rows only (standardization, image channel statistics, a text vocabulary). The
-fitted preprocessing is stored with the model, and predict applies it unchanged."""
+training rows only (standardization, image channel statistics, a text vocabulary; a
+pretrained base brings its own tokenizer or image statistics). The fitted preprocessing is
+stored with the model, and predict applies it unchanged."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,8 @@ def _fit_inputs(
         return preprocessor, preprocessor.encode_texts(raw.texts)
     assert raw.x is not None
     x = torch.from_numpy(raw.x)
+    if raw.kind == DataKind.image and base is not None:
+        return Preprocessor.fit_base_image(base, x), x  # resized per batch, to the base's size
     if raw.kind == DataKind.image:
         # images stay uint8 until a batch is used: 4x less memory on the device
         flatten = spec.model.arch == Arch.mlp  # the seed's MLP on MNIST: pixels as features

@@ -173,12 +173,17 @@ def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 def recompute_batchnorm(
     model: nn.Module, x: torch.Tensor, opts: LoopOptions, max_rows: int = PRECISE_BN_ROWS
 ) -> int:
-    """Set every BatchNorm's running mean and variance to their average over training rows
-    (up to max_rows, in batches of the training batch size, without augmentation) under the
-    current weights. Returns the rows read; 0 when the model has no BatchNorm."""
+    """Set every BatchNorm that trains to their average over training rows (up to max_rows,
+    in batches of the training batch size, without augmentation) under the current weights.
+    Returns the rows read; 0 when the model has no BatchNorm that trains."""
     model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: run eagerly here
-    norms = _batch_norms(model)
+    was_training = model.training
+    # Only what training mode trains: a model may keep some BatchNorm in eval mode then (a
+    # frozen pretrained backbone's, app/ml/pretrained.py), and those keep their statistics.
+    model.train()
+    norms = [m for m in _batch_norms(model) if m.training]
     if not norms or x.shape[0] == 0:
+        model.train(was_training)
         return 0
     chunk = min(opts.batch_size, EVAL_BATCH, x.shape[0])
     # Every row, batched as training batches them; or whole batches only, when capped.
@@ -187,7 +192,6 @@ def recompute_batchnorm(
     # its own generator so the training order and the global RNG are untouched.
     order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(0))[:rows]
     order = order.to(x.device)
-    was_training = model.training
     saved = [(m.momentum, int(m.num_batches_tracked or 0)) for m in norms]
     model.eval()  # dropout stays off: it would draw from the global RNG
     for m in norms:

@@ -168,7 +168,7 @@ def _transform(spec: JobSpec, data: TrainingData, generator: torch.Generator) ->
     if isinstance(pre.tokenizer, pretrained.BaseTokenizer):
         # Stored padded to max_len; each batch is cut to its longest text, as predict cuts it.
         return lambda x, _train: pre.batch(x)
-    if pre.channels is None:
+    if pre.kind != "image":
         return lambda x, _train: x  # tabular and text rows are stored as model input
 
     def image_batch(x: torch.Tensor, train: bool) -> torch.Tensor:
