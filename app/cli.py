@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from app.core.config import Settings, get_settings
+from app.core.version import VERSION
 from app.schemas.key import Scope
 
 
@@ -50,7 +51,8 @@ def worker_command(concurrency: int = 1) -> list[str]:
 PRIVATE_UMASK = 0o077
 
 
-@click.group()
+@click.group(context_settings={"max_content_width": 120, "terminal_width": 120})
+@click.version_option(VERSION, prog_name="trainserve")
 def main() -> None:
     """trainserve: train PyTorch models and serve them behind one API."""
     os.umask(PRIVATE_UMASK)

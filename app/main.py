@@ -25,6 +25,7 @@ from app.api.routers import (
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
 from app.core.migrate import upgrade
+from app.core.version import VERSION
 from app.services import base_model_catalog
 from app.services.auth import ensure_key
 from app.serving import front_door
@@ -95,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="trainserve",
-        version="0.1.0",
+        version=VERSION,
         lifespan=lifespan,
         description="Train PyTorch models and serve them behind one API.",
         **_telemetry(settings),

@@ -76,6 +76,9 @@ class PredictResponse(BaseModel):
     job_id: str
     predictions: list[Any]
     probabilities: list[list[float]] | None = None
+    classes: list[Any] | None = Field(
+        None, description="a classifier's labels, in the order of each row of probabilities"
+    )
 
 
 def predict_response_body(
@@ -84,6 +87,7 @@ def predict_response_body(
     job_id: str,
     predictions: list[Any],
     probabilities: list[list[float]] | None,
+    classes: list[Any] | None = None,
 ) -> dict[str, Any]:
     """PredictResponse's fields as a dict for orjson, built by hand on the hot path (the model
     would validate and copy every probability); no probabilities for a regression.
@@ -96,4 +100,5 @@ def predict_response_body(
     }
     if probabilities is not None:
         body["probabilities"] = probabilities
+        body["classes"] = classes
     return body

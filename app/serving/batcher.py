@@ -212,6 +212,7 @@ class Batcher:
             part = Prediction(
                 result.predictions[start:end],
                 result.probabilities[start:end] if result.probabilities is not None else None,
+                result.classes,
             )
             if not item.future.done():
                 item.future.set_result(part)

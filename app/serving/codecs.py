@@ -74,6 +74,7 @@ class PredictJson:
                 answer.job_id,
                 prediction.predictions,
                 prediction.probabilities,
+                prediction.classes,
             )
         )
 

@@ -24,6 +24,7 @@ JSON_CONTAINERS_PER_ROW = 32
 class Prediction:
     predictions: list[Any]
     probabilities: list[list[float]] | None
+    classes: list[Any] | None = None  # the labels of the probabilities' columns, in order
 
 
 def rows_to_tensor(
@@ -202,4 +203,4 @@ def predict(bundle: ModelBundle, x: torch.Tensor) -> Prediction:
         probs = torch.softmax(out.float(), dim=1)
         labels = probs.argmax(dim=1).tolist()
     classes = bundle.classes or []
-    return Prediction([classes[i] for i in labels], probs.tolist())
+    return Prediction([classes[i] for i in labels], probs.tolist(), classes)

@@ -6,11 +6,32 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import SessionDep, SettingsDep
 from app.core.config import get_settings
+from app.core.version import VERSION
 from app.schemas.key import Scope
 from app.services import health, scrape
 from app.services.auth import authenticate
 
 router = APIRouter(tags=["operations"])
+
+
+@router.get("/")
+def root() -> dict[str, object]:
+    """Where to go from here: no key needed, nothing about any project."""
+    return {
+        "name": "trainserve",
+        "version": VERSION,
+        "links": {
+            "docs": "/docs",
+            "openapi": "/openapi.json",
+            "health": "/healthz",
+            "ready": "/readyz",
+            "metrics": "/metrics",
+            "jobs": "/v1/jobs",
+            "models": "/v1/models",
+            "datasets": "/v1/datasets",
+            "base_models": "/v1/base-models",
+        },
+    }
 
 
 @router.get("/healthz")
