@@ -1,6 +1,8 @@
 """POST /v1/models/{name}/generate: a prompt in, the text a fine-tuned generator continues it
 with out (or, with stream, Server-Sent Events of its tokens)."""
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.schemas.model import REF_PATTERN
@@ -18,8 +20,8 @@ class GenerateRequest(BaseModel):
         None, ge=0, le=2**63 - 1, description="the same seed gives the same text; none: random"
     )
     stream: bool = Field(False, description="answer Server-Sent Events: a token each, then done")
-    version: str | None = Field(
-        None, pattern=REF_PATTERN, description="a version number or alias (default: production)"
+    version: Annotated[str, Field(pattern=REF_PATTERN)] | Annotated[int, Field(ge=1)] | None = (
+        Field(None, description="a version number or alias (default: production)")
     )
 
     @model_validator(mode="after")

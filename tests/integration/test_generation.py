@@ -65,6 +65,10 @@ def test_it_continues_the_pattern_it_learned(api: TestClient, generator: str) ->
     assert body["text"].split() == ["blue", "red", "green", "blue", "red", "green"], body
     assert body["model_name"] == "colours" and body["model_version"] == 1
     assert (body["tokens"], body["prompt_tokens"], body["finish_reason"]) == (6, 2, "length")
+    for version in (1, "1"):  # a number, or a string as in predict's paths
+        pinned = generate(api, generator, max_new_tokens=2, temperature=0, version=version)
+        assert pinned.status_code == 200 and pinned.json()["model_version"] == 1, pinned.text
+    assert generate(api, generator, version=7).status_code == 404
 
 
 def test_a_seed_gives_the_same_text_every_time(api: TestClient, generator: str) -> None:

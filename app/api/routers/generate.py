@@ -26,7 +26,8 @@ async def generate(
 ) -> Any:
     """Continue a prompt with a fine-tuned generator (a pretrained decoder, head causal-lm).
     With `stream`, Server-Sent Events: `token` per token, then `done` with the totals."""
-    version = await serving.resolve(principal.project, name, body.version)
+    ref = str(body.version) if body.version is not None else None
+    version = await serving.resolve(principal.project, name, ref)
     bundle = await serving.load(version)
     job = serving.generations.prepare(bundle, body, model_label(principal.project, name))
     if not body.stream:
