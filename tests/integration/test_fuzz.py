@@ -16,7 +16,7 @@ from app.main import create_app
 from tests.integration.conftest import ADMIN_KEY
 
 EXAMPLES = int(os.environ.get("TRAINSERVE_FUZZ_EXAMPLES", "50"))
-OPEN = {"/healthz", "/readyz"}  # /metrics takes a key unless TRAINSERVE_METRICS_OPEN
+OPEN = {"/", "/healthz", "/readyz"}  # /metrics takes a key unless TRAINSERVE_METRICS_OPEN
 # A 4xx for a request the schema allows is fine here (a dataset that does not exist, a spec
 # whose arch does not fit its data): what must never happen is a 5xx or an off-schema answer.
 CHECKS = [
