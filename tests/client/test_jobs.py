@@ -37,8 +37,8 @@ def test_submit_then_wait_gives_the_trained_job(client: Client, trained: dict[st
 
 def test_list_walks_every_page(client: Client, trained: dict[str, Any]) -> None:
     name = f"pages-{secrets.token_hex(3)}"
-    # Cancelled while queued, so the worker drops them without training.
-    made = [client.jobs.submit(seed_spec(name, epochs=1))["id"] for _ in range(2)]
+    # Long jobs, cancelled at once: none can have succeeded when the list is read.
+    made = [client.jobs.submit(seed_spec(name, epochs=200))["id"] for _ in range(2)]
     for job_id in made:
         client.jobs.cancel(job_id)
     listed = [j["id"] for j in client.jobs.list(page_size=1)]
@@ -110,7 +110,7 @@ def test_a_lost_answer_to_submit_is_retried_into_the_same_job(client: Client, st
     proxy = CuttingProxy(port_of(stack.url), lambda received: 0)  # the 202 never arrives
     try:
         with Client(proxy.url, ADMIN_KEY) as through_proxy:
-            job = through_proxy.jobs.submit(seed_spec(name, epochs=1))
+            job = through_proxy.jobs.submit(seed_spec(name, epochs=200))
     finally:
         proxy.close()
     assert proxy.cut_count == 1
@@ -124,7 +124,7 @@ def test_one_key_submitted_eight_times_at_once_is_one_job(client: Client) -> Non
 
     def submit() -> None:
         barrier.wait()
-        ids.append(client.jobs.submit(seed_spec(name, epochs=1), idempotency_key=key)["id"])
+        ids.append(client.jobs.submit(seed_spec(name, epochs=200), idempotency_key=key)["id"])
 
     threads = [threading.Thread(target=submit) for _ in range(8)]
     for thread in threads:

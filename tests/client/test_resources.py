@@ -161,7 +161,8 @@ def test_a_wrong_key_is_a_401(stack: Stack) -> None:
 
 def test_an_idempotency_key_reused_with_another_spec_conflicts(client: Client) -> None:
     key = secrets.token_hex(8)
-    first = client.jobs.submit({"model_name": "conflict-a", "dataset": {"builtin": "iris"}}, key)
+    spec = {"model_name": "conflict-a", "dataset": {"builtin": "iris"}, "training": {"epochs": 500}}
+    first = client.jobs.submit(spec, key)  # long: cancelled before it can finish
     client.jobs.cancel(first["id"])
     with pytest.raises(ConflictError) as caught:
         client.jobs.submit({"model_name": "conflict-b", "dataset": {"builtin": "iris"}}, key)
