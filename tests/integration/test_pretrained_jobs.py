@@ -6,6 +6,7 @@ version that needs them."""
 import io
 import subprocess
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -305,6 +306,24 @@ def test_a_base_is_deletable_once_no_version_needs_it(
     assert not folder.exists()
     refused = api.post("/v1/jobs", json=spec)  # its name is free again, and unknown
     assert refused.status_code == 422 and "model.base" in refused.text
+    again = upload_base(api, folder_zip(tmp_path / "tiny"), "tiny-bert-upload")
+    assert again.status_code == 201 and again.json()["id"] != base["id"]  # never the old id
+
+
+def test_eight_uploads_of_one_name_at_once_register_it_once(
+    api: TestClient, tmp_path: Path
+) -> None:
+    archive = folder_zip(tiny_bert(tmp_path / "tiny"))
+    root = api.app.state.serving.settings.uploaded_base_models_dir  # type: ignore[attr-defined]
+    before = set(root.iterdir()) if root.exists() else set()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: upload_base(api, archive, "raced"), range(8)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201] + [409] * 7, [a.text for a in answers]
+    created = next(a.json() for a in answers if a.status_code == 201)
+    assert set(root.iterdir()) - before == {root / created["id"]}  # the losers kept nothing
+    names = [b["name"] for b in api.get("/v1/base-models").json()["items"]]
+    assert names.count("raced") == 1
 
 
 POSITIVE = ["good", "great", "nice", "fine", "lovely", "fun"]

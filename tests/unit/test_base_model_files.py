@@ -285,7 +285,7 @@ def test_a_folder_is_refused(bert: Path, settings: Settings, case: str) -> None:
     error = _refused(
         Unprocessable, "invalid_base_model", match, lambda: inspect_folder(bert, settings)
     )
-    assert error.status_code == 422
+    json.dumps(error.to_body())  # what the 422 sends: a details with a Path in it would be a 500
 
 
 def test_the_folder_itself_may_not_be_a_link(bert: Path, settings: Settings) -> None:
@@ -387,7 +387,6 @@ def test_a_folder_past_the_limits_is_refused(bert: Path, tmp_path: Path) -> None
         lambda: inspect_folder(bert, small),
     )
     assert error.details == {"setting": "max_base_model_bytes", "limit": 1000}
-    assert error.status_code == 413
 
 
 # --- extract_archive: what it unpacks -------------------------------------------------------
