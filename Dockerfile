@@ -25,9 +25,12 @@ WORKDIR /srv/trainserve
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_SPEC"
 
+# The Python client is a dependency of the CLI and is not on PyPI: installed from the tree.
+COPY clients/python ./clients/python
 COPY pyproject.toml ./
 RUN --mount=type=cache,target=/root/.cache/pip \
-    python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+    pip install ./clients/python \
+    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt

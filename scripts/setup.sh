@@ -23,8 +23,10 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     .venv/bin/python -m pip install -q "$TORCH_SPEC"
 fi
 stamp=.venv/.trainserve-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ clients/python/pyproject.toml -nt "$stamp" ]; then
     echo "installing trainserve and its dependencies"
+    # The client first: the server's CLI depends on it, and it is not on PyPI.
+    .venv/bin/python -m pip install -q -e clients/python
     .venv/bin/python -m pip install -q -e '.[dev]'
     touch "$stamp"
 fi

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 scripts/services.sh
+scripts/browser.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
