@@ -203,7 +203,11 @@ def keys_list() -> None:
     from app.services.auth import list_keys
 
     with session_scope() as session:
-        for k in list_keys(session):
+        rows, cursor = list_keys(session, 200, None)
+        while cursor:
+            page, cursor = list_keys(session, 200, cursor)
+            rows += page
+        for k in rows:
             state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
             click.echo(
                 f"{k.id}  {k.prefix}…  {k.project}  {','.join(k.scopes)}  {k.name}  ({state})"

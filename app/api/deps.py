@@ -3,7 +3,7 @@
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings, get_settings
@@ -68,6 +68,11 @@ async def predict_principal(request: Request) -> Principal:
 # Path parameters: ids are server-made UUIDs, names and refs the spec's own patterns, so a
 # NUL byte, a slash or a 10 kB string is a 422 before it reaches the database.
 Id = Annotated[str, Path(pattern=ID_PATTERN)]
+# Every collection answers {"items", "next_cursor"}: pass next_cursor back for the next page.
+PageLimit = Annotated[int, Query(ge=1, le=200, description="items per page")]
+PageCursor = Annotated[
+    str | None, Query(max_length=200, description="next_cursor of the previous page")
+]
 ModelName = Annotated[str, Path(pattern=NAME_PATTERN)]
 VersionRef = Annotated[str, Path(pattern=REF_PATTERN)]
 

@@ -21,7 +21,8 @@ class Scope(enum.StrEnum):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)
+    # Optional: a key without one is named after its scopes (keys are told apart by id).
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=TEXT_PATTERN)
     scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
     project: str = Field("default", pattern=NAME_PATTERN)
 
@@ -37,6 +38,11 @@ class KeyPublic(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+
+
+class KeyPage(BaseModel):
+    items: list[KeyPublic]
+    next_cursor: str | None
 
 
 class KeyCreated(KeyPublic):

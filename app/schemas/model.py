@@ -23,6 +23,11 @@ class ModelSummary(BaseModel):
     created_at: datetime
 
 
+class ModelPage(BaseModel):
+    items: list[ModelSummary]
+    next_cursor: str | None
+
+
 class ModelVersionPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

@@ -14,6 +14,7 @@ from app.core.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from app.models import ApiKey
 from app.models.base import utcnow
 from app.schemas.job import NAME_PATTERN
+from app.services.pagination import paginate
 
 KEY_PREFIX = "ts_"
 # last_used_at is written at most this often per key, so predict traffic does not write per call.
@@ -75,11 +76,12 @@ def hash_key(key: str) -> str:
 
 
 def create_key(
-    session: Session, name: str, scopes: list[str], project: str = "default"
+    session: Session, name: str | None, scopes: list[str], project: str = "default"
 ) -> tuple[ApiKey, str]:
+    """A new key and its secret; a key given no name is named after its project and scopes."""
     plaintext = generate_key()
     row = ApiKey(
-        name=name,
+        name=name or f"{project} {'+'.join(scopes)}",
         key_hash=hash_key(plaintext),
         prefix=plaintext[:10],
         scopes=scopes,
@@ -148,8 +150,9 @@ def principal_for(session: Session, key_hash: str) -> Principal:
     return Principal(row.id, row.project, scopes, every_project="admin" in scopes)
 
 
-def list_keys(session: Session) -> list[ApiKey]:
-    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
+def list_keys(session: Session, limit: int, cursor: str | None) -> tuple[list[ApiKey], str | None]:
+    """One page of every project's keys, newest first, and the cursor of the next page."""
+    return paginate(session, select(ApiKey), ApiKey, limit, cursor)
 
 
 def revoke_key(session: Session, key_id: str) -> ApiKey:

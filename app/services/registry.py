@@ -14,6 +14,7 @@ from app.core.db import execute_update, insert_or_ignore, upsert
 from app.core.errors import Conflict, NotFound
 from app.models import ModelAlias, ModelVersion, RegisteredModel, VersionBase
 from app.models.base import new_id, utcnow
+from app.services.pagination import paginate
 
 DEFAULT_ALIAS = "production"
 MAX_VERSION = 2**31 - 1
@@ -72,22 +73,21 @@ def _next_version(session: Session, model_id: str) -> int:
 
 
 def list_models(
-    session: Session, tenant: str | None = None
-) -> list[tuple[RegisteredModel, int | None]]:
-    """The models of one project (None: every project, for an admin) with their latest version."""
-    latest = (
-        select(ModelVersion.model_id, func.max(ModelVersion.version).label("latest"))
-        .group_by(ModelVersion.model_id)
-        .subquery()
-    )
-    query = (
-        select(RegisteredModel, latest.c.latest)
-        .outerjoin(latest, latest.c.model_id == RegisteredModel.id)
-        .order_by(RegisteredModel.project, RegisteredModel.name)
-    )
+    session: Session, limit: int, cursor: str | None, tenant: str | None = None
+) -> tuple[list[tuple[RegisteredModel, int | None]], str | None]:
+    """One page of a project's models (None: every project, for an admin), newest first,
+    each with its latest version; and the cursor of the next page."""
+    query = select(RegisteredModel)
     if tenant is not None:
         query = query.where(RegisteredModel.project == tenant)
-    return [(model, version) for model, version in session.execute(query)]
+    models, next_cursor = paginate(session, query, RegisteredModel, limit, cursor)
+    latest_of = (
+        select(ModelVersion.model_id, func.max(ModelVersion.version))
+        .where(ModelVersion.model_id.in_([m.id for m in models]))
+        .group_by(ModelVersion.model_id)
+    )
+    latest = {model_id: version for model_id, version in session.execute(latest_of)}
+    return [(m, latest.get(m.id)) for m in models], next_cursor
 
 
 def get_model(session: Session, project: str, name: str) -> RegisteredModel:

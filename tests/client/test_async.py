@@ -21,7 +21,7 @@ def test_models_and_predict(stack: Stack, client: Client, trained: dict[str, Any
 
     async def main() -> None:
         async with AsyncClient(stack.url, ADMIN_KEY) as ts:
-            assert NAME in {m["name"] for m in await ts.models.list()}
+            assert NAME in {m["name"] async for m in ts.models.list()}
             assert (await ts.models.get(NAME))["versions"][0]["job_id"] == trained["id"]
             assert await ts.models.predict(NAME, rows, version=1) == client.models.predict(
                 NAME, rows, version=1
@@ -75,7 +75,7 @@ def test_keys_and_datasets(stack: Stack) -> None:
     async def main() -> None:
         async with AsyncClient(stack.url, ADMIN_KEY) as ts:
             made = await ts.keys.create(f"async-{secrets.token_hex(3)}", ["jobs:read"])
-            assert made["id"] in {k["id"] for k in await ts.keys.list()}
+            assert made["id"] in {k["id"] async for k in ts.keys.list()}
             await ts.keys.revoke(made["id"])
             csv = b"a,y\n" + b"".join(f"{i},{'pq'[i % 2]}\n".encode() for i in range(40))
             dataset = await ts.datasets.upload(csv, "async-table", "csv", target="y")

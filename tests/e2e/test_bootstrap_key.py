@@ -49,7 +49,7 @@ def test_a_revoked_bootstrap_key_stays_revoked_after_a_restart(tmp_path: Path) -
         )
         assert made.status_code == 201, made.text
         second = made.json()["key"]
-        listed = httpx.get(f"{url}/v1/keys", headers=admin).json()
+        listed = httpx.get(f"{url}/v1/keys", headers=admin).json()["items"]
         bootstrap_id = next(k["id"] for k in listed if bootstrap.startswith(k["prefix"]))
         revoked = httpx.delete(
             f"{url}/v1/keys/{bootstrap_id}", headers={"Authorization": f"Bearer {second}"}

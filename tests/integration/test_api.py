@@ -230,7 +230,7 @@ def test_versions_and_aliases_route_predict_traffic(client: TestClient) -> None:
     assert detail["aliases"] == {"production": 1} and [
         v["version"] for v in detail["versions"]
     ] == [1, 2]
-    listed = {m["name"]: m["latest_version"] for m in client.get("/v1/models").json()}
+    listed = {m["name"]: m["latest_version"] for m in client.get("/v1/models").json()["items"]}
     assert listed["aliased"] == 2
     assert client.delete("/v1/models/aliased/aliases/production").status_code == 204
     assert (

@@ -89,7 +89,9 @@ def test_two_projects_each_have_their_own_model_of_one_name(backend: TestClient)
         assert detail["project"] == project
         assert [v["version"] for v in detail["versions"]] == [1, 2, 3]
         assert {v["project"] for v in detail["versions"]} == {project}
-        assert [m["name"] for m in backend.get("/v1/models", headers=headers).json()] == ["churn"]
+        assert [m["name"] for m in backend.get("/v1/models", headers=headers).json()["items"]] == [
+            "churn"
+        ]
 
 
 def test_a_name_used_by_another_project_is_neither_taken_nor_revealed(backend: TestClient) -> None:
@@ -189,7 +191,7 @@ def test_an_admin_key_names_the_project_it_acts_in(backend: TestClient) -> None:
     assert backend.get("/v1/models/admin-sees", headers=named).json()["project"] == project
     assert predict(backend, "admin-sees", named).json()["predictions"] == ["x"]
     assert infer(backend, "admin-sees", named).json()["outputs"][0]["data"] == ["x"]
-    listed = {(m["project"], m["name"]) for m in backend.get("/v1/models").json()}
+    listed = {(m["project"], m["name"]) for m in backend.get("/v1/models").json()["items"]}
     assert (project, "admin-sees") in listed  # without the header an admin lists every project
     job = backend.post("/v1/jobs", json=seed_spec("admin-job"), headers=named).json()
     assert backend.get(f"/v1/jobs/{job['id']}", headers=named).status_code == 200
@@ -226,3 +228,56 @@ def test_a_version_deleted_by_another_process_stops_answering_within_the_cache_t
     api_error(predict(backend, "gone-elsewhere", headers), 404)
     gone = infer(backend, "gone-elsewhere", headers)
     assert gone.status_code == 404 and "error" in gone.json()
+
+
+def walk(client: TestClient, path: str) -> list[Any]:
+    """Every item of a collection, two per page, as a client walks it."""
+    items: list[Any] = []
+    params: dict[str, Any] = {"limit": 2}
+    while True:
+        page = client.get(path, params=params).json()
+        assert set(page) == {"items", "next_cursor"} and len(page["items"]) <= 2
+        items += page["items"]
+        if not page["next_cursor"]:
+            return items
+        params["cursor"] = page["next_cursor"]
+
+
+def test_models_and_keys_are_pages_that_neither_skip_nor_repeat(backend: TestClient) -> None:
+    """Models and keys answer the shape every collection does; a model registered while a
+    client walks the pages is never a reason to see another twice, and a project's walk
+    never reaches another project's models."""
+    project, other = unique("pages"), unique("other")
+    headers = project_key(backend, project)
+    data_dir = get_settings().data_dir
+    names = [unique("m") for _ in range(5)]
+    for name in names:
+        fixed_model(name, data_dir, project=project)
+    fixed_model(unique("theirs"), data_dir, project=other)
+    first = backend.get("/v1/models", params={"limit": 2}, headers=headers).json()
+    fixed_model(unique("late"), data_dir, project=project)  # newer than the walk's cursor
+    rest = walk_from(backend, "/v1/models", first["next_cursor"], headers)
+    walked = [m["name"] for m in first["items"] + rest]
+    assert sorted(walked) == sorted(names) and len(walked) == len(set(walked))
+    assert {m["latest_version"] for m in first["items"] + rest} == {1}
+    keys = walk(backend, "/v1/keys")
+    assert len({k["id"] for k in keys}) == len(keys) >= 2
+    assert all("key" not in k and "key_hash" not in k for k in keys)
+    api_error(backend.get("/v1/models", params={"cursor": "not-a-cursor"}), 422, "invalid_cursor")
+    api_error(backend.get("/v1/keys", params={"limit": 0}), 422)
+
+
+def walk_from(client: TestClient, path: str, cursor: str, headers: dict[str, str]) -> list[Any]:
+    items: list[Any] = []
+    while cursor:
+        page = client.get(path, params={"limit": 2, "cursor": cursor}, headers=headers).json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+    return items
+
+
+def test_a_key_without_a_name_is_named_for_its_project_and_scopes(backend: TestClient) -> None:
+    made = backend.post("/v1/keys", json={"scopes": ["predict", "models:read"], "project": "shop"})
+    assert made.status_code == 201, made.text
+    assert made.json()["name"] == "shop predict+models:read"
+    api_error(backend.post("/v1/keys", json={"name": "", "scopes": ["predict"]}), 422)

@@ -75,9 +75,11 @@ def test_lists_show_only_the_callers_project(api: TestClient, two_projects: dict
     assert {j["model_name"] for j in alpha_jobs} == {"alpha-job", "alpha-model"}
     assert api.get("/v1/jobs", headers=b).json()["items"] == []
     assert api.get("/v1/datasets", headers=b).json()["items"] == []
-    assert [m["name"] for m in api.get("/v1/models", headers=a).json()] == ["alpha-model"]
-    assert api.get("/v1/models", headers=b).json() == []
-    everything = {m["name"] for m in api.get("/v1/models").json()}  # admin sees every project
+    assert [m["name"] for m in api.get("/v1/models", headers=a).json()["items"]] == ["alpha-model"]
+    assert api.get("/v1/models", headers=b).json()["items"] == []
+    everything = {
+        m["name"] for m in api.get("/v1/models").json()["items"]
+    }  # admin sees every project
     assert "alpha-model" in everything
     assert api.get(f"/v1/jobs/{two_projects['job']}").status_code == 200
 
@@ -118,7 +120,7 @@ def test_scopes_are_enforced_and_only_admins_manage_keys(api: TestClient) -> Non
 def test_a_revoked_key_stops_working_at_once(api: TestClient) -> None:
     headers = key(api, "delta", ["jobs:read"])
     assert api.get("/v1/jobs", headers=headers).status_code == 200
-    listed = {k["id"]: k for k in api.get("/v1/keys").json()}
+    listed = {k["id"]: k for k in api.get("/v1/keys").json()["items"]}
     assert "key" not in listed[headers["X-Key-Id"]] and listed[headers["X-Key-Id"]]["last_used_at"]
     assert api.delete(f"/v1/keys/{headers['X-Key-Id']}").status_code == 204
     revoked = api.get("/v1/jobs", headers=headers)

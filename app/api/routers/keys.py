@@ -2,8 +2,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from app.api.deps import Id, ServingDep, SessionDep, commit_then_forget, require
-from app.schemas.key import KeyCreate, KeyCreated, KeyPublic
+from app.api.deps import (
+    Id,
+    PageCursor,
+    PageLimit,
+    ServingDep,
+    SessionDep,
+    commit_then_forget,
+    require,
+)
+from app.schemas.key import KeyCreate, KeyCreated, KeyPage, KeyPublic
 from app.services import auth
 from app.services.auth import Principal
 
@@ -19,9 +27,12 @@ def create_key(body: KeyCreate, session: SessionDep, _: Admin) -> KeyCreated:
     return KeyCreated(**KeyPublic.model_validate(row).model_dump(), key=plaintext)
 
 
-@router.get("", response_model=list[KeyPublic])
-def list_keys(session: SessionDep, _: Admin) -> list[KeyPublic]:
-    return [KeyPublic.model_validate(k) for k in auth.list_keys(session)]
+@router.get("", response_model=KeyPage)
+def list_keys(
+    session: SessionDep, _: Admin, limit: PageLimit = 50, cursor: PageCursor = None
+) -> KeyPage:
+    rows, next_cursor = auth.list_keys(session, limit, cursor)
+    return KeyPage(items=[KeyPublic.model_validate(k) for k in rows], next_cursor=next_cursor)
 
 
 @router.delete("/{key_id}", status_code=204, response_class=Response)

@@ -7,6 +7,8 @@ from app.api.deps import (
     ModelName,
     ModelsRead,
     ModelsWrite,
+    PageCursor,
+    PageLimit,
     ServingDep,
     SessionDep,
     SettingsDep,
@@ -17,6 +19,7 @@ from app.schemas.model import (
     AliasUpdate,
     ArtifactFormat,
     ModelDetail,
+    ModelPage,
     ModelSummary,
     ModelVersionPublic,
 )
@@ -28,14 +31,18 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 AliasName = Annotated[str, Path(pattern=r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")]
 
 
-@router.get("", response_model=list[ModelSummary])
-def list_models(session: SessionDep, principal: ModelsRead) -> list[ModelSummary]:
+@router.get("", response_model=ModelPage)
+def list_models(
+    session: SessionDep, principal: ModelsRead, limit: PageLimit = 50, cursor: PageCursor = None
+) -> ModelPage:
     """The caller's project's models (an admin key without X-Trainserve-Project: every
-    project's)."""
-    return [
+    project's), newest first."""
+    rows, next_cursor = registry.list_models(session, limit, cursor, principal.tenant)
+    items = [
         ModelSummary(name=m.name, project=m.project, latest_version=v, created_at=m.created_at)
-        for m, v in registry.list_models(session, principal.tenant)
+        for m, v in rows
     ]
+    return ModelPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{name}", response_model=ModelDetail)

@@ -127,8 +127,8 @@ def job_events(job_id: str, last_event_id: str | None) -> Call[None]:
 # Models
 
 
-def list_models() -> Call[list[ModelSummary]]:
-    return _get("v1", "models")
+def list_models(cursor: str | None, limit: int) -> Call[Page[ModelSummary]]:
+    return _get("v1", "models", params=_page(cursor, limit))
 
 
 def get_model(name: str) -> Call[Model]:
@@ -177,15 +177,17 @@ def artifact(name: str, version: int, fmt: str) -> Call[None]:
 # Keys (an admin key's)
 
 
-def create_key(name: str, scopes: list[str], project: str | None) -> Call[KeyCreated]:
-    body: dict[str, Any] = {"name": name, "scopes": list(scopes)}
+def create_key(name: str | None, scopes: list[str], project: str | None) -> Call[KeyCreated]:
+    body: dict[str, Any] = {"scopes": list(scopes)}
+    if name is not None:
+        body["name"] = name
     if project is not None:
         body["project"] = project
     return Call("POST", "/v1/keys", json=body)
 
 
-def list_keys() -> Call[list[Key]]:
-    return _get("v1", "keys")
+def list_keys(cursor: str | None, limit: int) -> Call[Page[Key]]:
+    return _get("v1", "keys", params=_page(cursor, limit))
 
 
 def revoke_key(key_id: str) -> Call[None]:

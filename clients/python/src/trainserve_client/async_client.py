@@ -204,8 +204,8 @@ class AsyncModels:
     def __init__(self, transport: _AsyncTransport) -> None:
         self._t = transport
 
-    async def list(self) -> list[ModelSummary]:
-        return await self._t.send(_calls.list_models())
+    def list(self, *, page_size: int = PAGE_SIZE) -> AsyncIterator[ModelSummary]:
+        return self._t.pages(lambda cursor: _calls.list_models(cursor, page_size))
 
     async def get(self, name: str) -> Model:
         return await self._t.send(_calls.get_model(name))
@@ -277,11 +277,13 @@ class AsyncKeys:
     def __init__(self, transport: _AsyncTransport) -> None:
         self._t = transport
 
-    async def create(self, name: str, scopes: list[str], project: str | None = None) -> KeyCreated:
+    async def create(
+        self, name: str | None, scopes: list[str], project: str | None = None
+    ) -> KeyCreated:
         return await self._t.send(_calls.create_key(name, scopes, project))
 
-    async def list(self) -> list[Key]:
-        return await self._t.send(_calls.list_keys())
+    def list(self, *, page_size: int = PAGE_SIZE) -> AsyncIterator[Key]:
+        return self._t.pages(lambda cursor: _calls.list_keys(cursor, page_size))
 
     async def revoke(self, key_id: str) -> None:
         await self._t.send(_calls.revoke_key(key_id))

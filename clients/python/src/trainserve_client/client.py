@@ -212,8 +212,8 @@ class Models:
     def __init__(self, transport: _Transport) -> None:
         self._t = transport
 
-    def list(self) -> list[ModelSummary]:
-        return self._t.send(_calls.list_models())
+    def list(self, *, page_size: int = PAGE_SIZE) -> Iterator[ModelSummary]:
+        return self._t.pages(lambda cursor: _calls.list_models(cursor, page_size))
 
     def get(self, name: str) -> Model:
         return self._t.send(_calls.get_model(name))
@@ -291,12 +291,13 @@ class Keys:
     def __init__(self, transport: _Transport) -> None:
         self._t = transport
 
-    def create(self, name: str, scopes: list[str], project: str | None = None) -> KeyCreated:
-        """A new key; the answer's `key` is its secret, shown this once."""
+    def create(self, name: str | None, scopes: list[str], project: str | None = None) -> KeyCreated:
+        """A new key (`name` None: the server names it); the answer's `key` is its secret,
+        shown this once."""
         return self._t.send(_calls.create_key(name, scopes, project))
 
-    def list(self) -> list[Key]:
-        return self._t.send(_calls.list_keys())
+    def list(self, *, page_size: int = PAGE_SIZE) -> Iterator[Key]:
+        return self._t.pages(lambda cursor: _calls.list_keys(cursor, page_size))
 
     def revoke(self, key_id: str) -> None:
         self._t.send(_calls.revoke_key(key_id))
