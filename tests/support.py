@@ -285,3 +285,9 @@ def worker_running(engine: Any, procs: list[Proc], job_id: str) -> Proc | None:
     except ProcessLookupError:
         return None
     return next((p for p in procs if p.popen.pid == group), None)
+
+
+def unique_name(prefix: str) -> str:
+    """A dataset (or other resource) name no other test in this database has taken: names
+    are unique per project."""
+    return f"{prefix}-{secrets.token_hex(4)}"

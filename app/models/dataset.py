@@ -11,10 +11,15 @@ class Dataset(Base):
     """An uploaded dataset: parsed and validated once, stored as data.npz beside its schema."""
 
     __tablename__ = "datasets"
-    __table_args__ = (Index(None, "created_at"),)
+    # A name is one dataset within a project: a second upload of it is a 409, decided by
+    # this index (app/services/dataset_catalog.py inserts with ON CONFLICT DO NOTHING).
+    __table_args__ = (
+        Index(None, "created_at"),
+        Index("uq_datasets_project_name", "project", "name", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    # A label for people; never part of a path.
+    # A label for people, unique per project; never part of a path.
     name: Mapped[str] = mapped_column(String(100))
     project: Mapped[str] = mapped_column(String(100), default="default")
     format: Mapped[str] = mapped_column(String(16))

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
+from app.core.db import insert_or_ignore
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.core.files import sha256_file
 from app.datasets.builtin import BUILTINS
@@ -20,7 +21,7 @@ from app.datasets.formats import parse_upload
 from app.datasets.parsing import Parsed, UploadOptions
 from app.datasets.stored import DATA_FILE, dataset_folder, relative_path, write_stored
 from app.models import Dataset, Job, JobStatus
-from app.models.base import new_id
+from app.models.base import new_id, utcnow
 from app.schemas.dataset import DataKind, DatasetFormat
 from app.schemas.job import DatasetRef, Task
 from app.services import folders
@@ -61,31 +62,54 @@ def create_dataset(
 ) -> Dataset:
     """Parse and store an upload. The row is added only once data.npz is in place; on any error
     the dataset's folder is removed, and a rollback after this call removes it too."""
+    _refuse_taken(session, principal.project, name)  # before the work of parsing
     dataset_id = new_id()
     folder = dataset_folder(settings, dataset_id)
     folder.mkdir(parents=True)
     folders.created(session, folder)
     try:
         parsed, upload_info = _store(folder, fmt, upload, options, settings)
-        row = Dataset(
-            id=dataset_id,
-            name=name,
-            project=principal.project,
-            format=fmt.value,
-            kind=parsed.kind.value,
-            task=parsed.task.value,
-            schema={**parsed.schema, "upload": upload_info},
-            file_path=relative_path(dataset_id),
-            sha256=sha256_file(folder / DATA_FILE),
-            size_bytes=(folder / DATA_FILE).stat().st_size,
-            created_by=principal.key_id,
-        )
-        session.add(row)
-        session.flush()
+        values = {
+            "id": dataset_id,
+            "name": name,
+            "project": principal.project,
+            "format": fmt.value,
+            "kind": parsed.kind.value,
+            "task": parsed.task.value,
+            "schema": {**parsed.schema, "upload": upload_info},
+            "file_path": relative_path(dataset_id),
+            "sha256": sha256_file(folder / DATA_FILE),
+            "size_bytes": (folder / DATA_FILE).stat().st_size,
+            "created_at": utcnow(),
+            "created_by": principal.key_id,
+        }
+        # Two uploads of one name racing past the check above: the index decides, once.
+        if not insert_or_ignore(session, Dataset, values, ["project", "name"]):
+            raise _taken(session, principal.project, name)
     except BaseException:
         folders.remove_folder(folder)
         raise
+    row = session.get(Dataset, dataset_id)
+    assert row is not None  # inserted just now
     return row
+
+
+def _refuse_taken(session: Session, project: str, name: str) -> None:
+    if _named(session, project, name) is not None:
+        raise _taken(session, project, name)
+
+
+def _named(session: Session, project: str, name: str) -> str | None:
+    query = select(Dataset.id).where(Dataset.project == project, Dataset.name == name)
+    return session.scalar(query)
+
+
+def _taken(session: Session, project: str, name: str) -> Conflict:
+    return Conflict(
+        f"a dataset named '{name}' exists in this project; delete it or choose another name",
+        details={"field": "name", "id": _named(session, project, name)},
+        code="dataset_exists",
+    )
 
 
 def _store(

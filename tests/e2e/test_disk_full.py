@@ -29,6 +29,7 @@ from tests.support import (
     base_env,
     free_port,
     pg_database,
+    unique_name,
     wait_http_ok,
     wait_until,
 )
@@ -139,7 +140,7 @@ def test_a_full_disk_is_reported_and_loses_no_job(full_stack: FullStack) -> None
     upload = api.http.post(
         "/v1/datasets",
         files={"file": ("d.csv", csv_bytes({"x": list(range(40)), "y": [0, 1] * 20}))},
-        data={"name": "no-room", "format": "csv", "target": "y"},
+        data={"name": unique_name("no-room"), "format": "csv", "target": "y"},
     )
     assert upload.status_code == 507 and upload.json()["error"]["code"] == "storage_full", (
         upload.text

@@ -14,7 +14,7 @@ import pytest
 
 from tests.dataset_files import csv_bytes
 from tests.e2e.conftest import Stack
-from tests.support import BIN, Proc, base_env, free_port, seed_spec, wait_http_ok
+from tests.support import BIN, Proc, base_env, free_port, seed_spec, unique_name, wait_http_ok
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_datasets_checkpoints_models_and_the_database_are_private(
     upload = api.http.post(
         "/v1/datasets",
         files={"file": ("d.csv", data)},
-        data={"name": "private", "format": "csv", "target": "y"},
+        data={"name": unique_name("private"), "format": "csv", "target": "y"},
     )
     assert upload.status_code == 201, upload.text
     spec = {**seed_spec("private", epochs=2), "dataset": {"id": upload.json()["id"]}}

@@ -14,7 +14,7 @@ from app.core.db import session_scope
 from app.main import create_app
 from tests.dataset_files import image_bytes
 from tests.integration.test_api import fixed_model
-from tests.support import seed_spec, version_query
+from tests.support import seed_spec, unique_name, version_query
 
 
 class Payload:
@@ -90,7 +90,7 @@ def test_a_zip_entry_outside_its_folder_is_refused(api: TestClient) -> None:
     response = api.post(
         "/v1/datasets",
         files={"file": ("x.zip", buffer.getvalue())},
-        data={"name": "slip", "format": "images-zip"},
+        data={"name": unique_name("slip"), "format": "images-zip"},
     )
     assert response.status_code == 422 and response.json()["error"]["code"] == "unsafe_path"
     assert not (get_settings().data_dir.parent / "evil").exists()
@@ -108,7 +108,7 @@ def test_a_zip_bomb_is_refused_before_it_is_inflated(api: TestClient) -> None:
         response = small.post(
             "/v1/datasets",
             files={"file": ("bomb.zip", buffer.getvalue())},
-            data={"name": "bomb", "format": "images-zip"},
+            data={"name": unique_name("bomb"), "format": "images-zip"},
         )
     assert response.status_code == 413, response.text
 
@@ -122,7 +122,7 @@ def test_a_pickle_in_an_npz_upload_is_never_unpickled(api: TestClient, tmp_path:
     response = api.post(
         "/v1/datasets",
         files={"file": ("p.npz", buffer.getvalue())},
-        data={"name": "pickled", "format": "npz"},
+        data={"name": unique_name("pickled"), "format": "npz"},
     )
     assert 400 <= response.status_code < 500 and not marker.exists()
 

@@ -28,7 +28,16 @@ from app.models import Job, JobStatus
 from app.services import registry
 from tests.integration.conftest import ADMIN_KEY
 from tests.npz_files import member, npy_bytes, zeros_member, zip_of
-from tests.support import BIN, Proc, base_env, fixed_model, free_port, seed_spec, wait_http_ok
+from tests.support import (
+    BIN,
+    Proc,
+    base_env,
+    fixed_model,
+    free_port,
+    seed_spec,
+    unique_name,
+    wait_http_ok,
+)
 
 MAX_DATASET_BYTES = 1_000_000
 # What handling a refused request may add to the process's peak memory: the old code grew by
@@ -320,7 +329,7 @@ def upload(served: Served, data: bytes, name: str) -> httpx.Response:
         "/v1/datasets",
         key=ADMIN_KEY,
         files={"file": (f"{name}.npz", data)},
-        data={"name": name, "format": "npz"},
+        data={"name": unique_name(name), "format": "npz"},
     )
 
 

@@ -36,6 +36,7 @@ from tests.support import (
     base_env,
     free_port,
     pg_database,
+    unique_name,
     version_query,
     wait_http_ok,
     wait_until,
@@ -367,7 +368,9 @@ def test_a_sigkilled_finetune_resumes_with_the_weights_of_an_uninterrupted_run(
     rows = [words[i % 4] for i in range(160)]
     data = csv_bytes({"text": [t for t, _ in rows], "label": [label for _, label in rows]})
     dataset = chaos.api.http.post(
-        "/v1/datasets", files={"file": ("t.csv", data)}, data={"name": "t", "format": "text-csv"}
+        "/v1/datasets",
+        files={"file": ("t.csv", data)},
+        data={"name": unique_name("t"), "format": "text-csv"},
     )
     assert dataset.status_code == 201, dataset.text
 

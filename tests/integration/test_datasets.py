@@ -4,6 +4,7 @@ name a dataset, and the worker's loader reading back exactly what was uploaded."
 
 import io
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from tests.dataset_files import (
     zip_bytes,
 )
 from tests.integration.conftest import ADMIN_KEY
-from tests.support import seed_spec
+from tests.support import seed_spec, unique_name
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 CSV = b"a,y\n1,p\n2,q\n"
@@ -63,9 +64,13 @@ def limited(configured: dict[str, str]) -> Iterator[TestClient]:
 
 
 def upload(
-    client: TestClient, data: bytes, fmt: str, name: str = "upload", **form: Any
+    client: TestClient, data: bytes, fmt: str, name: str | None = None, **form: Any
 ) -> httpx.Response:
-    fields = {"name": name, "format": fmt, **{k: str(v) for k, v in form.items()}}
+    fields = {
+        "name": name or unique_name("upload"),
+        "format": fmt,
+        **{k: str(v) for k, v in form.items()},
+    }
     return client.post("/v1/datasets", files={"file": ("upload.bin", data)}, data=fields)
 
 
@@ -384,7 +389,7 @@ def test_uploads_need_the_jobs_write_scope(client: TestClient) -> None:
     response = client.post(
         "/v1/datasets",
         files={"file": ("a.csv", b"a,y\n1,2\n")},
-        data={"name": "x", "format": "csv", "target": "y"},
+        data={"name": unique_name("x"), "format": "csv", "target": "y"},
         headers=headers,
     )
     error(response, 403, "insufficient_scope")
@@ -429,3 +434,40 @@ def test_the_transaction_decides_whether_files_stay(configured: dict[str, str]) 
     with session_scope() as session:
         delete_dataset(session, settings, row.id)
     assert stored() == before
+
+
+def test_a_name_is_one_dataset_per_project(client: TestClient) -> None:
+    """A second upload of a name is a 409 naming the dataset that has it; eight uploads of
+    one new name at once register it once and the losers keep no folder; the name is free
+    again after a delete, and another project has names of its own."""
+    name = unique_name("houses")
+    first = created(upload(client, CSV, "csv", name, target="y"))
+    taken = error(upload(client, CSV, "csv", name, target="y"), 409, "dataset_exists")
+    assert taken["details"] == {"field": "name", "id": first["id"]}
+    assert name in taken["message"]
+
+    raced = unique_name("raced")
+    before = set(datasets_dir().iterdir())
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: upload(client, CSV, "csv", raced, target="y"), range(8)))
+    assert sorted(r.status_code for r in answers) == [201] + [409] * 7, [r.text for r in answers]
+    winner = next(r.json()["id"] for r in answers if r.status_code == 201)
+    assert set(datasets_dir().iterdir()) - before == {datasets_dir() / winner}
+
+    assert client.delete(f"/v1/datasets/{first['id']}").status_code == 204
+    again = created(upload(client, CSV, "csv", name, target="y"))
+    assert again["id"] != first["id"]
+    key = client.post(
+        "/v1/keys",
+        json={"scopes": ["jobs:write", "jobs:read"], "project": unique_name("elsewhere")},
+    )
+    elsewhere = {"Authorization": f"Bearer {key.json()['key']}"}
+    theirs = client.post(
+        "/v1/datasets",
+        files={"file": ("a.csv", CSV)},
+        data={"name": name, "format": "csv", "target": "y"},
+        headers=elsewhere,
+    )
+    assert theirs.status_code == 201, theirs.text
+    names = [d["name"] for d in client.get("/v1/datasets", headers=elsewhere).json()["items"]]
+    assert names == [name]

@@ -15,7 +15,7 @@ from tests.hf_models import tiny_gpt2
 from tests.integration.conftest import ADMIN_KEY
 from tests.integration.test_pretrained_jobs import folder_zip, upload_base
 from tests.integration.test_training_jobs import train
-from tests.support import BIN, Proc, base_env, free_port, wait_http_ok, wait_until
+from tests.support import BIN, Proc, base_env, free_port, unique_name, wait_http_ok, wait_until
 
 pytestmark = pytest.mark.usefixtures("worker")
 CYCLE = ["red", "green", "blue"]
@@ -32,7 +32,7 @@ def generator(api: TestClient, worker: Proc, tmp_path_factory: pytest.TempPathFa
     dataset = api.post(
         "/v1/datasets",
         files={"file": ("corpus.jsonl", corpus)},
-        data={"name": "colours", "format": "text"},
+        data={"name": unique_name("colours"), "format": "text"},
     )
     assert dataset.status_code == 201, dataset.text
     assert dataset.json()["task"] == "generation"

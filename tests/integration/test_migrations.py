@@ -1,6 +1,7 @@
 """Alembic owns the schema: it upgrades, downgrades and upgrades again on PostgreSQL, and the
 migrations produce exactly the tables the ORM models declare."""
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,3 +179,51 @@ def test_the_migration_moves_the_registry_to_project_keys(old_database: str) -> 
         engine.dispose()
     assert [tuple(r) for r in rows] == [("churn", 1), ("churn", 3), ("churn", 4), ("fraud", 1)]
     assert tuple(alias) == ("churn", "production", 1)
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_datasets_that_shared_a_name_keep_every_row_under_names_of_their_own(
+    backend: str, tmp_path: Path
+) -> None:
+    """0007 makes dataset names unique per project: the oldest keeps its name, the later ones
+    are renamed after their ids, and never onto a name a user had already chosen."""
+    with contextlib.ExitStack() as stack:
+        url = (
+            f"sqlite:///{tmp_path / 'names.db'}"
+            if backend == "sqlite"
+            else stack.enter_context(pg_database())
+        )
+        upgrade(url, "0006")
+        engine = make_engine(url)
+        rows = [
+            ("aaaaaaaa-1", "shop", "houses", "2026-11-01"),
+            ("bbbbbbbb-2", "shop", "houses", "2026-11-02"),
+            ("cccccccc-3", "shop", "houses-bbbbbbbb", "2026-11-03"),
+            ("dddddddd-4", "shop", "houses", "2026-11-04"),
+            ("eeeeeeee-5", "bank", "houses", "2026-11-05"),
+        ]
+        suffix = "+00:00" if backend == "postgresql" else ""
+        with engine.begin() as conn:
+            for dataset_id, project, name, day in rows:
+                conn.execute(
+                    text(
+                        "INSERT INTO datasets (id, name, project, format, kind, task, schema, "
+                        "file_path, sha256, size_bytes, created_at) VALUES (:id, :n, :p, "
+                        "'csv', 'tabular', 'classification', '{}', 'x', 'y', 1, :t)"
+                    ),
+                    {"id": dataset_id, "n": name, "p": project, "t": f"{day} 00:00:00{suffix}"},
+                )
+        engine.dispose()
+        upgrade(url)
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            names = {i: n for i, n in conn.execute(text("SELECT id, name FROM datasets"))}
+        engine.dispose()
+        assert names == {
+            "aaaaaaaa-1": "houses",
+            "bbbbbbbb-2": "houses-bbbbbbbb-2",
+            "cccccccc-3": "houses-bbbbbbbb",
+            "dddddddd-4": "houses-dddddddd",
+            "eeeeeeee-5": "houses",
+        }
+        downgrade(url, "0006")

