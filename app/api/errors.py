@@ -7,10 +7,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 
-from app.core.errors import AppError, storage_full
+from app.core.errors import AppError, problem, storage_full
+from app.schemas.fields import fields_at, suggestion
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +28,8 @@ _HTTP_CODES = {
 }
 
 
-def _body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details}}
+def _body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or []}}
 
 
 def _respond(
@@ -45,28 +48,58 @@ async def app_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [_clean(e) for e in exc.errors()]
-    if any(e["type"] == "json_invalid" for e in errors):
-        return _respond(
-            request, 400, _body("invalid_json", "the request body is not valid JSON", errors)
-        )
-    first = errors[0] if errors else {"field": "body", "msg": "invalid request"}
-    message = f"{first['field']}: {first['msg']}"
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more)"
-    return _respond(request, 422, _body("validation_error", message, errors))
+    raw = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in raw):
+        detail = _json_problem(next(e for e in raw if e.get("type") == "json_invalid"), exc.body)
+        return _respond(request, 400, _body("invalid_json", detail["message"], [detail]))
+    body_model = _body_model(request)
+    problems = [_problem(e, body_model) for e in raw] or [problem("body", "invalid request", "")]
+    first = problems[0]
+    message = f"{first['field']}: {first['message']}"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more)"
+    return _respond(request, 422, _body("validation_error", message, problems))
 
 
-def _clean(error: dict[str, Any]) -> dict[str, Any]:
-    """Name the field as the user wrote it (training.optimizer.lr), not FastAPI's ('body', ...)."""
-    loc = [str(p) for p in error.get("loc", ())]
+def _problem(error: dict[str, Any], body_model: type[BaseModel] | None) -> dict[str, Any]:
+    """Name the field as the user wrote it (training.optimizer.lr), not FastAPI's ('body', ...);
+    an unknown field says which one was meant, when one is close."""
+    loc = list(error.get("loc", ()))
+    in_body = bool(loc) and loc[0] == "body"
     if loc and loc[0] in {"body", "query", "path", "header"} and len(loc) > 1:
         loc = loc[1:]
-    return {
-        "field": ".".join(loc) or "body",
-        "msg": error.get("msg", "invalid"),
-        "type": error.get("type", ""),
-    }
+    field = ".".join(str(p) for p in loc) or "body"
+    message, kind = error.get("msg", "invalid"), error.get("type", "")
+    if kind != "extra_forbidden" or not in_body or body_model is None:
+        return problem(field, message, kind)
+    known = fields_at(body_model, loc[:-1])
+    close = suggestion(str(loc[-1]), known)
+    if close is None:
+        return problem(field, f"unknown field; expected one of {', '.join(sorted(known))}", kind)
+    return problem(field, f"unknown field; did you mean '{close}'?", kind, suggestion=close)
+
+
+def _body_model(request: Request) -> type[BaseModel] | None:
+    """The pydantic model of the matched route's JSON body, if it has one."""
+    route = request.scope.get("route")
+    params = route.dependant.body_params if isinstance(route, APIRoute) else []
+    annotation = params[0].field_info.annotation if len(params) == 1 else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _json_problem(error: dict[str, Any], text: Any) -> dict[str, Any]:
+    """Where the JSON broke, as an editor counts: line and column, not a character offset."""
+    loc = error.get("loc", ())
+    position = loc[-1] if loc and isinstance(loc[-1], int) else 0
+    reason = str(error.get("ctx", {}).get("error", "invalid JSON"))
+    if not isinstance(text, str):
+        return problem("body", f"the request body is not valid JSON: {reason}", "json_invalid")
+    before = text[:position]
+    line, column = before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
+    message = f"the request body is not valid JSON: {reason} at line {line} column {column}"
+    return problem("body", message, "json_invalid", line=line, column=column)
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -6,20 +6,45 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 
+def problem(field: str | None, message: str, type: str, **facts: Any) -> dict[str, Any]:
+    """One entry of an error's `details`, the one shape every error answers with: the field
+    as the request wrote it (training.optimizer.lr, inputs.3, name; None when the problem is
+    no one field's), what is wrong with it, a snake_case type, and any facts that help
+    (limit and setting, suggestion, features, the id of what is in the way, ...)."""
+    return {"field": field, "message": message, "type": type, **facts}
+
+
 class AppError(Exception):
+    """`details`: the facts of this one problem (a dict, and `field` if it is one field's),
+    or a list of problem() entries when there are several."""
+
     status_code = 400
     code = "bad_request"
     headers: dict[str, str] | None = None  # e.g. Retry-After on a 503
 
-    def __init__(self, message: str, *, details: Any = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | list[dict[str, Any]] | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
         if code:
             self.code = code
 
+    def problems(self) -> list[dict[str, Any]]:
+        if self.details is None:
+            return []
+        if isinstance(self.details, dict):
+            facts = {k: v for k, v in self.details.items() if k != "field"}
+            return [problem(self.details.get("field"), self.message, self.code, **facts)]
+        return [{"message": self.message, "type": self.code, **p} for p in self.details]
+
     def to_body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+        return {"error": {"code": self.code, "message": self.message, "details": self.problems()}}
 
 
 class BadRequest(AppError):
@@ -62,6 +87,12 @@ class PayloadTooLarge(AppError):
 class Unprocessable(AppError):
     status_code = 422
     code = "validation_error"
+
+
+def invalid_field(field: str, message: str, **facts: Any) -> Unprocessable:
+    """A 422 for one field of a request: "<field>: <message>", and that problem in details."""
+    details = [problem(field, message, "invalid_value", **facts)]
+    return Unprocessable(f"{field}: {message}", details=details)
 
 
 class TooManyRequests(AppError):

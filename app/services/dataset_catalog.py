@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.db import insert_or_ignore
-from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.errors import Conflict, NotFound, invalid_field
 from app.core.files import sha256_file
 from app.datasets.builtin import BUILTINS
 from app.datasets.formats import parse_upload
@@ -179,12 +179,12 @@ def dataset_info(session: Session, ref: DatasetRef, tenant: str | None = None) -
     if ref.id is not None:
         row = session.get(Dataset, ref.id)
         if row is None or (tenant is not None and row.project != tenant):
-            raise _invalid_ref("dataset.id", f"no dataset with id '{ref.id}'")
+            raise invalid_field("dataset.id", f"no dataset with id '{ref.id}'")
         return _info_from_schema(row)
     builtin = BUILTINS.get(ref.builtin or "")
     if builtin is None:
         names = ", ".join(sorted(BUILTINS))
-        raise _invalid_ref("dataset.builtin", f"unknown builtin dataset; choose one of {names}")
+        raise invalid_field("dataset.builtin", f"unknown builtin dataset; choose one of {names}")
     classes = list(builtin.classes) if builtin.classes is not None else None
     return DatasetInfo(DataKind.tabular, builtin.task, [builtin.n_features], classes)
 
@@ -201,7 +201,3 @@ def _input_shape(kind: DataKind, schema: dict[str, Any]) -> list[int]:
     if kind == DataKind.image:
         return [int(n) for n in schema["image_shape"]]
     return []  # text: strings, tokenized by the model
-
-
-def _invalid_ref(field: str, message: str) -> Unprocessable:
-    return Unprocessable(f"{field}: {message}", details=[{"loc": field.split("."), "msg": message}])

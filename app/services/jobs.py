@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.db import db_now, execute_update, insert_or_ignore, serialize
-from app.core.errors import Conflict, NotFound, TooManyRequests, Unprocessable
+from app.core.errors import Conflict, NotFound, TooManyRequests, invalid_field
 from app.models import TERMINAL, Job, JobEvent, JobMetric, JobStatus
 from app.models.base import new_id, utcnow
 from app.schemas.job import Arch, JobSpec
@@ -19,10 +19,6 @@ from app.services.pagination import paginate
 from app.services.pretrained_checks import check_pretrained
 from app.services.queue import TRAIN_TASK, enqueue_after_commit
 from app.services.warm_start import check_init
-
-
-def _invalid(field: str, message: str) -> Unprocessable:
-    return Unprocessable(f"{field}: {message}", details=[{"loc": field.split("."), "msg": message}])
 
 
 def validate_spec(
@@ -37,15 +33,17 @@ def validate_spec(
     `project` is where names resolve (the caller's, when tenant spans every project)."""
     training = spec.training
     if training.epochs > settings.max_epochs:
-        raise _invalid("training.epochs", f"at most {settings.max_epochs} epochs per job")
+        raise invalid_field("training.epochs", f"at most {settings.max_epochs} epochs per job")
     if (training.max_runtime_s or 0) > settings.max_job_runtime_s:
-        raise _invalid("training.max_runtime_s", f"at most {settings.max_job_runtime_s} s per job")
+        raise invalid_field(
+            "training.max_runtime_s", f"at most {settings.max_job_runtime_s} s per job"
+        )
     if training.batch_size > settings.max_batch_size:
-        raise _invalid("training.batch_size", f"at most {settings.max_batch_size}")
+        raise invalid_field("training.batch_size", f"at most {settings.max_batch_size}")
     if len(spec.model.hidden) > settings.max_hidden_layers:
-        raise _invalid("model.hidden", f"at most {settings.max_hidden_layers} hidden layers")
+        raise invalid_field("model.hidden", f"at most {settings.max_hidden_layers} hidden layers")
     if any(h > settings.max_hidden_units for h in spec.model.hidden):
-        raise _invalid("model.hidden", f"at most {settings.max_hidden_units} units per layer")
+        raise invalid_field("model.hidden", f"at most {settings.max_hidden_units} units per layer")
     # The dataset: a builtin, or an upload that exists (422 naming dataset.builtin / dataset.id).
     info = dataset_info(session, spec.dataset, tenant)
     name = spec.dataset.builtin or spec.dataset.id or ""

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
+from app.core.errors import invalid_field
 from app.core.kinds import Family, Finetune, Head, Task
 from app.ml.footprint import PretrainedFootprint, pretrained_vision
 from app.ml.footprint import pretrained as pretrained_footprint
@@ -22,7 +23,7 @@ from app.schemas.dataset import DataKind
 from app.schemas.job import JobSpec
 from app.services.base_model_catalog import IMAGE_INPUT_SIZE, resolve_base
 from app.services.dataset_catalog import DatasetInfo
-from app.services.spec_checks import invalid, optimizer_states, too_big
+from app.services.spec_checks import optimizer_states, too_big
 
 FAMILY_KINDS = {
     Family.text_encoder: DataKind.text,
@@ -59,7 +60,7 @@ def check_pretrained(
     assert spec.model.base is not None  # the schema requires it for arch pretrained
     base = resolve_base(session, spec.model.base, project)
     if base is None:
-        raise invalid(
+        raise invalid_field(
             "model.base", f"no base model '{spec.model.base}'; {_known(session, project)}"
         )
     family = Family(base.family)
@@ -76,7 +77,7 @@ def check_pretrained(
 
 def _check_family(base: BaseModelRow, family: Family, info: DatasetInfo) -> None:
     if FAMILY_KINDS[family] != info.kind:
-        raise invalid(
+        raise invalid_field(
             "model.base",
             f"'{base.name}' is a {family} base ({base.model_type}); it takes "
             f"{FAMILY_KINDS[family]} data, and the dataset holds {info.kind}",
@@ -88,17 +89,17 @@ def _check_head(spec: JobSpec, family: Family, info: DatasetInfo) -> Head:
     head = spec.model.head or next(h for h, t in HEAD_TASKS.items() if t == task)
     if head not in FAMILY_HEADS[family]:
         fits = ", ".join(sorted(FAMILY_HEADS[family]))
-        raise invalid("model.head", f"a {family} base takes the heads {fits}")
+        raise invalid_field("model.head", f"a {family} base takes the heads {fits}")
     if HEAD_TASKS[head] != info.task:
-        raise invalid(
+        raise invalid_field(
             "model.head",
             f"the {head} head needs a dataset for {HEAD_TASKS[head]}, and this one is for "
             f"{info.task}",
         )
     if spec.model.task is not None and spec.model.task != HEAD_TASKS[head]:
-        raise invalid("model.task", f"model.task and model.head disagree ({head})")
+        raise invalid_field("model.task", f"model.task and model.head disagree ({head})")
     if head == Head.causal_lm and spec.model.finetune == Finetune.head:
-        raise invalid(
+        raise invalid_field(
             "model.finetune", "a generator has no new head to train alone; use full or lora"
         )
     return head
@@ -106,16 +107,16 @@ def _check_head(spec: JobSpec, family: Family, info: DatasetInfo) -> Head:
 
 def _check_vision(spec: JobSpec, base: BaseModelRow, info: DatasetInfo) -> None:
     if base.model_type in VISION_REFUSED:
-        raise invalid(
+        raise invalid_field(
             "model.base",
             f"'{base.name}' is {VISION_REFUSED[base.model_type]} ({base.model_type}); "
             "trainserve fine-tunes image backbones such as ViT, ResNet and ConvNeXt",
         )
     channels = int(base.config.get("num_channels") or 3)
     if channels == 1 and info.input_shape[:1] == [3]:
-        raise invalid("model.base", f"'{base.name}' takes grayscale images; these are RGB")
+        raise invalid_field("model.base", f"'{base.name}' takes grayscale images; these are RGB")
     if spec.model.finetune == Finetune.lora and base.model_type not in LORA_VISION_TYPES:
-        raise invalid(
+        raise invalid_field(
             "model.finetune",
             f"'{base.name}' is a {base.model_type} base, without the attention projections "
             "LoRA adapters go in; use full or head",
@@ -125,7 +126,9 @@ def _check_vision(spec: JobSpec, base: BaseModelRow, info: DatasetInfo) -> None:
 def _check_max_len(spec: JobSpec, base: BaseModelRow) -> None:
     positions = base.config.get("max_position_embeddings") or base.config.get("n_positions")
     if positions is not None and spec.model.max_len > int(positions):
-        raise invalid("model.max_len", f"'{base.name}' reads at most {positions} tokens per text")
+        raise invalid_field(
+            "model.max_len", f"'{base.name}' reads at most {positions} tokens per text"
+        )
 
 
 def _check_size(

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.db import db_now
-from app.core.errors import Unprocessable
+from app.core.errors import Unprocessable, invalid_field
 from app.core.kinds import IMAGE_ARCHS, Arch, Task
 from app.ml.footprint import Footprint, estimate
 from app.ml.zoo import arch_options
@@ -45,29 +45,25 @@ SIZE_FIELDS = {
 ROW_FIELDS = SIZE_FIELDS | {Arch.text: "model.max_len"}
 
 
-def invalid(field: str, message: str) -> Unprocessable:
-    return Unprocessable(f"{field}: {message}", details=[{"loc": field.split("."), "msg": message}])
-
-
 def check_fit(
     spec: JobSpec, kind: DataKind, task: Task, classes: list[Any] | None, name: str
 ) -> None:
     """The spec's arch, task and training options against the dataset's kind and labels."""
     arch = Arch(spec.model.arch)
     if kind not in ARCH_KINDS[arch]:
-        raise invalid(
+        raise invalid_field(
             "model.arch",
             f"'{arch}' cannot train on {kind} data ('{name}'); "
             f"use {' or '.join(sorted(a for a, kinds in ARCH_KINDS.items() if kind in kinds))}",
         )
     effective = spec.model.task or task
     if effective == Task.classification and task == Task.regression:
-        raise invalid("model.task", f"'{name}' has a continuous target; use regression")
+        raise invalid_field("model.task", f"'{name}' has a continuous target; use regression")
     _check_generation(arch, effective, task, name)
     training = spec.training
     images = arch in IMAGE_ARCHS or (arch == Arch.pretrained and kind == DataKind.image)
     if (training.augment.flip or training.augment.crop_padding) and not images:
-        raise invalid(
+        raise invalid_field(
             "training.augment",
             "image augmentation needs an image model (cnn, resnet, or a pretrained vision base)",
         )
@@ -82,36 +78,38 @@ def _check_generation(arch: Arch, effective: Task, task: Task, name: str) -> Non
     """A corpus (format text) trains a generator, a pretrained decoder, and nothing else."""
     if (effective == Task.generation) == (task == Task.generation):
         if task == Task.generation and arch != Arch.pretrained:
-            raise invalid(
+            raise invalid_field(
                 "model.arch",
                 f"'{name}' is a corpus to generate from: fine-tune a pretrained decoder "
                 "(arch pretrained, head causal-lm)",
             )
         return
     if task == Task.generation:
-        raise invalid("model.task", f"'{name}' is a corpus without labels: generation only")
-    raise invalid("model.task", "generation needs a corpus (dataset format text)")
+        raise invalid_field("model.task", f"'{name}' is a corpus without labels: generation only")
+    raise invalid_field("model.task", "generation needs a corpus (dataset format text)")
 
 
 def _refuse_for_regression(spec: JobSpec) -> None:
     if spec.training.class_weights is not None:
-        raise invalid("training.class_weights", "class weights need a classification task")
+        raise invalid_field("training.class_weights", "class weights need a classification task")
     if spec.training.resample != "none":
-        raise invalid("training.resample", "resampling by class needs a classification task")
+        raise invalid_field("training.resample", "resampling by class needs a classification task")
     if spec.training.label_smoothing:
-        raise invalid("training.label_smoothing", "label smoothing needs a classification task")
+        raise invalid_field(
+            "training.label_smoothing", "label smoothing needs a classification task"
+        )
 
 
 def _check_class_weights(weights: Any, classes: list[Any]) -> None:
     if isinstance(weights, list) and len(weights) != len(classes):
-        raise invalid(
+        raise invalid_field(
             "training.class_weights",
             f"give {len(classes)} weights, one per class, got {len(weights)}",
         )
     if isinstance(weights, dict):
         unknown = sorted(set(weights) - {str(c) for c in classes})
         if unknown:
-            raise invalid(
+            raise invalid_field(
                 "training.class_weights", f"unknown class labels: {', '.join(unknown[:5])}"
             )
     values = (
@@ -122,7 +120,7 @@ def _check_class_weights(weights: Any, classes: list[Any]) -> None:
         else []
     )
     if any(w < 0 for w in values):
-        raise invalid("training.class_weights", "weights must not be negative")
+        raise invalid_field("training.class_weights", "weights must not be negative")
 
 
 def _check_early_stopping(spec: JobSpec, task: Task) -> None:
@@ -135,9 +133,11 @@ def _check_early_stopping(spec: JobSpec, task: Task) -> None:
         Task.generation: GENERATION_METRICS,
     }[task]
     if stopping.metric not in known:
-        raise invalid("training.early_stopping.metric", f"choose one of {', '.join(sorted(known))}")
+        raise invalid_field(
+            "training.early_stopping.metric", f"choose one of {', '.join(sorted(known))}"
+        )
     if stopping.metric != "train_loss" and spec.training.validation_split <= 0:
-        raise invalid(
+        raise invalid_field(
             "training.early_stopping",
             "early stopping on a validation metric needs validation_split > 0",
         )
@@ -156,7 +156,9 @@ def check_device(session: Session, device: str) -> None:
         .limit(1)
     )
     if gpu is None:
-        raise invalid("training.device", "no running worker has a CUDA GPU; use 'auto' or 'cpu'")
+        raise invalid_field(
+            "training.device", "no running worker has a CUDA GPU; use 'auto' or 'cpu'"
+        )
 
 
 def check_footprint(spec: JobSpec, info: DatasetInfo, settings: Settings) -> None:
@@ -221,10 +223,7 @@ def _size_field(spec: JobSpec, footprint: Footprint) -> str:
 
 
 def too_big(field: str, message: str, setting: str, estimate: int, limit: int) -> Unprocessable:
-    detail = {"loc": field.split("."), "msg": message, "setting": setting}
-    return Unprocessable(
-        f"{field}: {message}", details=[detail | {"estimate": estimate, "limit": limit}]
-    )
+    return invalid_field(field, message, setting=setting, estimate=estimate, limit=limit)
 
 
 def _size(n: int) -> str:

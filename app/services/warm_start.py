@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.core.errors import NotFound
+from app.core.errors import NotFound, invalid_field
 from app.core.kinds import Arch
 from app.ml.zoo import arch_options
 from app.models import ModelVersion
@@ -15,7 +15,6 @@ from app.schemas.dataset import DataKind
 from app.schemas.job import JobSpec
 from app.services import registry
 from app.services.dataset_catalog import DatasetInfo
-from app.services.spec_checks import invalid
 
 # What must be equal between parent and child for a pretrained network to carry over.
 PRETRAINED_FIELDS = ("base", "head")
@@ -29,7 +28,7 @@ def check_init(session: Session, spec: JobSpec, info: DatasetInfo, project: str)
     try:
         parent = registry.resolve(session, project, init.model, ref)
     except NotFound as exc:
-        raise invalid("init", exc.message) from exc
+        raise invalid_field("init", exc.message) from exc
     _check_network(spec, parent)
     _check_data(spec, parent, info)
     pinned = init.model_copy(update={"version": parent.version, "alias": None})
@@ -70,4 +69,4 @@ def _check_data(spec: JobSpec, parent: ModelVersion, info: DatasetInfo) -> None:
 
 
 def _misfit(why: str) -> Exception:
-    return invalid("init", f"the version does not fit this job: {why}")
+    return invalid_field("init", f"the version does not fit this job: {why}")

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from app.core.config import Settings
-from app.core.errors import TooManyRequests, Unprocessable
+from app.core.errors import TooManyRequests, Unprocessable, invalid_field
 from app.core.kinds import Task
 from app.ml.bundle import ModelBundle
 from app.ml.generate import Sampling, Step, generate, max_positions
@@ -48,19 +48,19 @@ class Generations:
             )
         limit = self.settings.max_new_tokens
         if request.max_new_tokens > limit:
-            raise _field("max_new_tokens", f"at most {limit} (TRAINSERVE_MAX_NEW_TOKENS)")
+            raise invalid_field("max_new_tokens", f"at most {limit} (TRAINSERVE_MAX_NEW_TOKENS)")
         ids = tokenizer.hf(request.prompt, add_special_tokens=False)["input_ids"]
         if len(ids) > self.settings.max_prompt_tokens:
-            raise _field(
+            raise invalid_field(
                 "prompt",
                 f"{len(ids)} tokens, more than the {self.settings.max_prompt_tokens} allowed "
                 "(TRAINSERVE_MAX_PROMPT_TOKENS)",
             )
         if not ids:
-            raise _field("prompt", "holds no token")
+            raise invalid_field("prompt", "holds no token")
         positions = max_positions(bundle.model.backbone)  # type: ignore[arg-type]
         if positions is not None and len(ids) + request.max_new_tokens > positions:
-            raise _field(
+            raise invalid_field(
                 "max_new_tokens",
                 f"the prompt's {len(ids)} tokens and {request.max_new_tokens} new ones are more "
                 f"than the {positions} positions this model has",
@@ -154,10 +154,6 @@ class Slot:
             self._owner._running -= 1
             model_metrics.GENERATIONS_RUNNING.dec()
             self._owner = None
-
-
-def _field(field: str, message: str) -> Unprocessable:
-    return Unprocessable(f"{field}: {message}", details=[{"loc": [field], "msg": message}])
 
 
 def _sse(event: str, data: Any) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.core.errors import PayloadTooLarge, Unprocessable
+from app.core.errors import PayloadTooLarge, Unprocessable, problem
 from app.core.kinds import Task
 from app.ml.bundle import ModelBundle
 from app.ml.images import ImageDecodeError, PixelBudget, TooManyPixels, decode_base64_image
@@ -28,12 +28,17 @@ class Prediction:
 
 
 def rows_to_tensor(
-    inputs: list[Any], width: int, index: int = 0, numbers_only: bool = False
+    inputs: list[Any],
+    width: int,
+    index: int = 0,
+    numbers_only: bool = False,
+    names: list[str] | None = None,
 ) -> torch.Tensor:
     """Check every row (a list of `width` finite numbers) and stack them: (rows, width).
     `index` numbers the rows in messages when these are part of a larger request.
     numbers_only: the body they came from holds no value but numbers (codecs.py checks its
-    bytes), so no value needs its type checked: a bool or a string could not be there."""
+    bytes), so no value needs its type checked: a bool or a string could not be there.
+    names: the features in order, for messages that say which one is wrong."""
     # The common case is checked in C (type sets, one array, one isfinite): a Python loop over
     # every value cost more than the forward pass. Anything it rejects is looked at again,
     # row by row, to say which row is wrong and why.
@@ -48,7 +53,7 @@ def rows_to_tensor(
             x = None  # are not flat lists of numbers (numbers_only checks values, not rows)
         if x is not None and x.shape[1:] == (width,) and bool(np.isfinite(x).all()):
             return torch.from_numpy(x)
-    _check_rows(inputs, width, index)
+    _check_rows(inputs, width, index, names)
     raise _bad_row(index, "features must be finite float32 numbers")
 
 
@@ -84,23 +89,46 @@ def check_json_containers(raw: bytes, max_rows: int) -> None:
         )
 
 
-def _check_rows(inputs: list[Any], width: int, index: int) -> None:
+def _check_rows(inputs: list[Any], width: int, index: int, names: list[str] | None) -> None:
     for i, row in enumerate(inputs, start=index):
         if not isinstance(row, list):
             raise _bad_row(i, f"expected a list of {width} numbers, got {type(row).__name__}")
         if len(row) != width:
-            raise _bad_row(i, f"expected {width} features, got {len(row)}")
-        for value in row:
+            raise _bad_row(i, _count_message(width, len(row), names), **_order(names))
+        for position, value in enumerate(row):
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise _bad_row(i, f"features must be numbers, got {type(value).__name__}")
+                feature = _feature(position, names)
+                message = f"{feature} must be a number, got {type(value).__name__}"
+                raise _bad_row(i, message, feature=names[position] if names else position)
             if abs(value) > FLOAT32_MAX or not math.isfinite(value):  # int first: no overflow
-                raise _bad_row(i, "features must be finite float32 numbers")
+                feature = _feature(position, names)
+                raise _bad_row(i, f"{feature} must be a finite float32 number")
 
 
-def _bad_row(index: int, message: str) -> Unprocessable:
-    return Unprocessable(
-        f"inputs[{index}]: {message}", details=[{"loc": ["inputs", index], "msg": message}]
-    )
+# A categorical CSV column becomes one feature per category ("city=lima"), so a model's list
+# of features can be long: messages show this many, and details carry them all.
+SHOWN_FEATURES = 20
+
+
+def _count_message(width: int, got: int, names: list[str] | None) -> str:
+    message = f"expected {width} features, got {got}"
+    if not names:
+        return message
+    shown = ", ".join(names[:SHOWN_FEATURES]) + (", ..." if len(names) > SHOWN_FEATURES else "")
+    return f"{message}; in this order: {shown} (or send an object of named features)"
+
+
+def _order(names: list[str] | None) -> dict[str, Any]:
+    return {"features": names} if names else {}
+
+
+def _feature(position: int, names: list[str] | None) -> str:
+    return f"feature {position} ('{names[position]}')" if names else f"feature {position}"
+
+
+def _bad_row(index: int, message: str, **facts: Any) -> Unprocessable:
+    details = [problem(f"inputs.{index}", message, "invalid_input", **facts)]
+    return Unprocessable(f"inputs[{index}]: {message}", details=details)
 
 
 def decode(
@@ -129,7 +157,9 @@ def decode(
             for i, row in enumerate(inputs)
         ]
         numbers_only = False  # values that were named: checked as any other
-    return rows_to_tensor(inputs, pre.input_shape[0], numbers_only=numbers_only)
+    return rows_to_tensor(
+        inputs, pre.input_shape[0], numbers_only=numbers_only, names=pre.feature_names
+    )
 
 
 def _record(row: dict[str, Any], index: int, names: list[str]) -> list[Any]:

@@ -367,7 +367,7 @@ def test_jobs_name_an_uploaded_dataset(client: TestClient) -> None:
 
     job = client.post("/v1/jobs", json=spec).json()
     body = error(client.delete(f"/v1/datasets/{dataset['id']}"), 409, "dataset_in_use")
-    assert body["details"] == {"jobs": [job["id"]]}
+    assert [(d["field"], d["jobs"]) for d in body["details"]] == [(None, [job["id"]])]
     assert client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
     assert client.delete(f"/v1/datasets/{dataset['id']}").status_code == 204
 
@@ -443,7 +443,9 @@ def test_a_name_is_one_dataset_per_project(client: TestClient) -> None:
     name = unique_name("houses")
     first = created(upload(client, CSV, "csv", name, target="y"))
     taken = error(upload(client, CSV, "csv", name, target="y"), 409, "dataset_exists")
-    assert taken["details"] == {"field": "name", "id": first["id"]}
+    assert [(d["field"], d["type"], d["id"]) for d in taken["details"]] == [
+        ("name", "dataset_exists", first["id"])
+    ]
     assert name in taken["message"]
 
     raced = unique_name("raced")

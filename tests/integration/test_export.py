@@ -182,7 +182,7 @@ def test_formats_that_do_not_exist_or_do_not_fit_are_422(api: TestClient, csv_ml
         error = api_error(fetch(api, csv_mlp, fmt), 422, "validation_error")
         assert error["message"].startswith("format:"), error
     error = api_error(fetch(api, csv_mlp, "hf"), 422)
-    assert "safetensors, onnx" in error["message"] and error["details"]["formats"] == [
+    assert "safetensors, onnx" in error["message"] and error["details"][0]["formats"] == [
         "safetensors",
         "onnx",
     ]

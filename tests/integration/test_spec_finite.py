@@ -30,7 +30,7 @@ def assert_refused(status: int, body: dict[str, Any], field: str) -> None:
     assert error["code"] == "validation_error"
     assert error["message"].startswith(f"{field}: "), error
     assert error["details"][0]["field"] == field
-    assert "finite" in error["details"][0]["msg"]
+    assert "finite" in error["details"][0]["message"]
 
 
 @pytest.mark.parametrize("dry_run", [False, True], ids=["submit", "dry_run"])

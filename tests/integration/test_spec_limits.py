@@ -52,7 +52,7 @@ def refused(response: Any, field: str, setting: str) -> dict[str, Any]:
     assert error["message"].startswith(f"{field}: "), error
     assert f"TRAINSERVE_{setting.upper()}" in error["message"]
     (detail,) = error["details"]
-    assert detail["loc"] == field.split(".") and detail["setting"] == setting
+    assert detail["field"] == field and detail["setting"] == setting
     assert detail["estimate"] > detail["limit"] == getattr(get_settings(), setting)
     return detail
 
@@ -67,7 +67,7 @@ def test_16_hidden_layers_of_16384_units_are_refused_by_their_parameter_count(
     spec = {**seed_spec("huge"), "model": {"arch": "mlp", "hidden": [16384] * 16}}
     detail = refused(dry_run(api, spec), "model.hidden", "max_model_parameters")
     assert detail["estimate"] == 64 * 16384 + 16384 + 15 * (16384 * 16384 + 16384) + 16384 * 10 + 10
-    assert "4,028,006,410 parameters" in detail["msg"]
+    assert "4,028,006,410 parameters" in detail["message"]
 
 
 def test_cnn_channels_have_an_upper_bound(api: TestClient, image_dataset: str) -> None:
@@ -86,8 +86,8 @@ def test_wide_cnn_channels_are_refused_by_the_memory_of_a_training_step(
         "training.batch_size",
         "max_training_bytes",
     )
-    assert "at most" in detail["msg"]
-    fits = int(detail["msg"].rsplit("at most ", 1)[1].split()[0].replace(",", ""))
+    assert "at most" in detail["message"]
+    fits = int(detail["message"].rsplit("at most ", 1)[1].split()[0].replace(",", ""))
     assert dry_run(api, spec_on(image_dataset, model, batch_size=fits)).status_code == 200
     over = dry_run(api, spec_on(image_dataset, model, batch_size=fits + 1))
     refused(over, "training.batch_size", "max_training_bytes")
@@ -100,7 +100,7 @@ def test_text_max_len_2048_with_batch_65536_is_refused_naming_the_batch_size(
     model = {"arch": "text", "encoder": encoder, "max_len": 2048}
     response = dry_run(api, spec_on(text_dataset, model, batch_size=65536))
     detail = refused(response, "training.batch_size", "max_training_bytes")
-    assert "of activations per row" in detail["msg"]
+    assert "of activations per row" in detail["message"]
 
 
 def test_a_model_whose_weights_alone_exceed_the_memory_limit_names_its_size_field(

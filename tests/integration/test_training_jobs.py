@@ -109,6 +109,8 @@ def test_csv_with_string_labels_and_categories(api: TestClient, worker: Proc) ->
         ({"size": 1.0}, "missing features: color=blue"),
         ({"size": 1.0, "color": "green"}, "'green' is not a category of 'color'"),
         ({"size": 1.0, "color": "red", "weight": 2}, "unknown feature 'weight'"),
+        ([1.0, 0], "in this order: size, color=blue, color=red"),  # the one-hot order
+        ([1.0, "red", 0], "feature 1 ('color=blue') must be a number, got str"),
     ]:
         response = api.post("/v1/models/csv-mlp/predict", json={"inputs": [record]})
         assert response.status_code == 422 and needle in response.json()["error"]["message"], (

@@ -82,16 +82,38 @@ def test_a_version_served_on_the_gpu_answers_as_on_the_cpu(tmp_path: Path) -> No
     [
         ([[1]], "inputs[0]: expected 2 features, got 1"),
         ([[1, 2], {"a": 1}], "inputs[1]: expected a list of 2 numbers, got dict"),
-        ([[1, None]], "inputs[0]: features must be numbers, got NoneType"),
-        ([[1, float("nan")]], "inputs[0]: features must be finite"),
-        ([[1, 1e39]], "inputs[0]: features must be finite"),
-        ([[1, 10**400]], "inputs[0]: features must be finite"),  # beyond float64: was a 500
-        ([[1, "2"]], "inputs[0]: features must be numbers, got str"),
-        ([[1, 2], [3, [4]]], "inputs[1]: features must be numbers, got list"),
-        ([[False, 1]], "inputs[0]: features must be numbers, got bool"),
+        ([[1, None]], "inputs[0]: feature 1 must be a number, got NoneType"),
+        ([[1, float("nan")]], "inputs[0]: feature 1 must be a finite"),
+        ([[1, 1e39]], "inputs[0]: feature 1 must be a finite"),
+        ([[1, 10**400]], "inputs[0]: feature 1 must be a finite"),  # beyond float64: was a 500
+        ([[1, "2"]], "inputs[0]: feature 1 must be a number, got str"),
+        ([[1, 2], [3, [4]]], "inputs[1]: feature 1 must be a number, got list"),
+        ([[False, 1]], "inputs[0]: feature 0 must be a number, got bool"),
     ],
 )
 def test_bad_rows_name_the_row_and_the_problem(rows: list, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(Unprocessable) as exc:
         rows_to_tensor(rows, 2)
     assert exc.value.message.startswith(message)
+
+
+def test_a_row_of_the_wrong_width_lists_the_features_in_their_order() -> None:
+    """For a CSV with a categorical column, "feature order" is the one-hot order: the
+    message says it, and a wrong value names its feature."""
+    names = ["age", "city=lima", "city=oslo", "income"]
+    with pytest.raises(Unprocessable) as short:
+        rows_to_tensor([[30, 1, 0]], 4, names=names)
+    assert short.value.message == (
+        "inputs[0]: expected 4 features, got 3; in this order: age, city=lima, city=oslo, "
+        "income (or send an object of named features)"
+    )
+    (problem,) = short.value.problems()
+    assert (problem["field"], problem["features"]) == ("inputs.0", names)
+    with pytest.raises(Unprocessable) as typed:
+        rows_to_tensor([[30, 1, 0, 10], [30, "lima", 0, 10]], 4, names=names)
+    assert typed.value.message == ("inputs[1]: feature 1 ('city=lima') must be a number, got str")
+    assert typed.value.problems()[0]["feature"] == "city=lima"
+    many = [f"f{i}" for i in range(30)]
+    with pytest.raises(Unprocessable) as long:
+        rows_to_tensor([[0] * 29], 30, names=many)
+    assert "f19, ..." in long.value.message and "f20" not in long.value.message

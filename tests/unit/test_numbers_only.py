@@ -56,7 +56,7 @@ def test_a_body_with_any_other_value_is_not_vouched_for(raw: bytes) -> None:
     ("raw", "message"),
     [
         (b'{"inputs": [[1, 2, 3]]}', "expected 2 features, got 3"),
-        (b'{"inputs": [[1, [2]]]}', "features must be numbers, got list"),
+        (b'{"inputs": [[1, [2]]]}', "feature 1 must be a number, got list"),
         (b'{"inputs": [[[1, 2]]]}', "expected 2 features, got 1"),
         (b'{"inputs": [1, 2]}', "expected a list of 2 numbers, got int"),
         (b'{"inputs": [{}, {}]}', "expected a list of 2 numbers, got dict"),
