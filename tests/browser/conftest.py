@@ -10,7 +10,6 @@ import os
 import secrets
 import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,14 +62,12 @@ class Stack:
         assert response.status_code == 200, response.text
         return list(response.json())
 
-    @contextmanager
-    def worker_paused(self) -> Iterator[None]:
-        """The worker's processes stopped (SIGSTOP) for a while: a job holds still mid-run."""
+    def pause_worker(self) -> None:
+        """Stop the worker's processes (SIGSTOP): its job holds still mid-run."""
         os.killpg(self.worker.popen.pid, signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            os.killpg(self.worker.popen.pid, signal.SIGCONT)
+
+    def resume_worker(self) -> None:
+        os.killpg(self.worker.popen.pid, signal.SIGCONT)
 
     def wait_job(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
         def done() -> dict[str, Any] | None:
@@ -100,6 +97,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             queue_name=queue,
             data_dir=str(workdir / "data"),
             api_key=ADMIN_KEY,
+            lease_s="60",  # a test pauses the worker (SIGSTOP) mid-job: no requeue meanwhile
         )
         port = free_port()
         url = f"http://127.0.0.1:{port}"

@@ -46,6 +46,7 @@ def test_the_key_lasts_the_tab_not_a_new_context(
         expect(other.page.locator("#login")).to_be_visible()
         expect(other.page.locator("#jobs")).to_have_count(0)
         other.assert_clean()
+        assert [u for u in other.urls if ADMIN_KEY in u] == []
     finally:
         fresh.close()
 
@@ -98,9 +99,10 @@ def test_every_page_loads_clean(
 def test_a_running_jobs_curve_grows_until_it_succeeds(
     ui: Watched, stack: Stack, versions: list[dict[str, Any]]
 ) -> None:
-    """The worker is paused (SIGSTOP) a few epochs in, so the page is seen mid-run however fast
-    or loaded the machine is: it shows what is recorded so far, then grows to the end."""
-    epochs = 12
+    """The worker is paused (SIGSTOP) twice mid-run, so the pages are seen mid-run however fast
+    or loaded the machine is: the job's page grows over its event stream from one pause to the
+    next, and the jobs list, polled, follows the job to its end."""
+    epochs = 16
     ui.open()
     ui.sign_in()
     expect(ui.page.locator("#jobs")).to_be_visible()
@@ -109,18 +111,75 @@ def test_a_running_jobs_curve_grows_until_it_succeeds(
     chart = ui.page.locator("[data-chart=loss]")
     status = ui.page.locator("main h1 [data-status]")
     expect(chart).to_be_visible()
-    wait_until(lambda: stack.job(job["id"])["progress"]["epoch"] >= 2, 90, "two epochs", 0.02)
-    with stack.worker_paused():
-        recorded = {p["epoch"] for p in stack.metrics(job["id"])}
-        assert 2 <= len(recorded) < epochs, recorded
-        expect(chart).to_have_attribute("data-points", str(len(recorded)))
+
+    def pause_after(epoch: int) -> int:
+        wait_until(lambda: stack.job(job["id"])["progress"]["epoch"] >= epoch, 90, "epochs", 0.02)
+        stack.pause_worker()
+        recorded = len({p["epoch"] for p in stack.metrics(job["id"])})
+        assert epoch <= recorded < epochs, (recorded, "the job ran ahead of the test")
+        return recorded
+
+    try:
+        first = pause_after(2)
+        expect(chart).to_have_attribute("data-points", str(first))
         expect(chart.locator("polyline[data-series=train_loss]")).to_have_count(1)
         expect(status).to_have_text("running")
         expect(ui.page.locator("#cancel-job")).to_be_visible()
-    expect(status).to_have_text("succeeded", timeout=90_000)
+        stack.resume_worker()
+        second = pause_after(first + 2)
+        expect(chart).to_have_attribute("data-points", str(second))  # grown, over the stream
+        ui.go("#/jobs")
+        row = ui.page.locator(f"#jobs tr[data-job='{job['id']}']")
+        expect(row.locator("[data-status]")).to_have_text("running")
+        expect(row.locator(".progress")).to_have_attribute("data-epoch", str(second))
+        expect(ui.page.locator("#poll-state")).to_contain_text("every 2 s")
+    finally:
+        stack.resume_worker()
+    expect(row.locator("[data-status]")).to_have_text("succeeded", timeout=90_000)
+    expect(row).to_contain_text(f"{epochs}/{epochs}")
+
+    row.get_by_role("link").first.click()
+    expect(status).to_have_text("succeeded")
     expect(chart).to_have_attribute("data-points", str(epochs))
     expect(ui.page.locator("[data-report=validation] table.confusion")).to_be_visible()
     expect(ui.page.locator("#cancel-job")).to_have_count(0)
+    ui.assert_clean()
+
+
+def test_the_stream_reconnects_from_the_last_id(ui: Watched) -> None:
+    """sse.js's follow(): a stream that closes without `end` is opened again after `retry` ms
+    with Last-Event-ID, the key in the header each time (the server is played by the test)."""
+    ui.open()
+    asked: list[dict[str, str]] = []
+    bodies = [
+        'retry: 50\n\nid: 3-4\nevent: metrics\ndata: {"epoch": 1}\n\n',
+        'id: 5-6\nevent: status\ndata: {"status": "succeeded"}\n\nevent: end\ndata: {}\n\n',
+    ]
+
+    def serve(route: Any) -> None:
+        asked.append(route.request.headers)
+        body = bodies[min(len(asked), 2) - 1]
+        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+
+    ui.page.route("**/v1/jobs/j1/events", serve)
+    got = ui.page.evaluate(
+        """async () => {
+            sessionStorage.setItem("trainserve.key", "ts_played");
+            const { follow } = await import("/ui/sse.js");
+            const got = [];
+            const signal = new AbortController().signal;
+            await follow("/v1/jobs/j1/events", { signal, onMessage: (m) => got.push([m.event, m.id, m.data]) });
+            sessionStorage.clear();
+            return got;
+        }"""
+    )
+    assert [a.get("last-event-id") for a in asked] == [None, "3-4"]
+    assert all(a["authorization"] == "Bearer ts_played" for a in asked)
+    assert got == [
+        ["metrics", "3-4", {"epoch": 1}],
+        ["status", "5-6", {"status": "succeeded"}],
+        ["end", "5-6", {}],
+    ]
     ui.assert_clean()
 
 
@@ -191,3 +250,16 @@ def test_the_event_stream_parser_takes_chunks_as_they_come(ui: Watched) -> None:
         ],
     }
     ui.assert_clean()
+
+
+def test_an_api_error_is_shown_as_the_api_said_it(ui: Watched, stack: Stack) -> None:
+    missing = "no-such-job"
+    said = stack.http.get(f"/v1/jobs/{missing}").json()["error"]
+    ui.open(f"#/jobs/{missing}")
+    ui.sign_in()
+    box = ui.page.locator("main .error")
+    expect(box).to_contain_text(said["message"])
+    expect(box).to_contain_text(f"404 {said['code']}")
+    # The browser logs the 404 itself; nothing else may go wrong.
+    assert all("404" in e for e in ui.errors), ui.errors
+    assert [f for f in ui.failed if not f.startswith("404 ")] == [], ui.failed

@@ -22,7 +22,7 @@ const ROUTES = [
   [/^#\/datasets\/?$/, "datasets", () => datasetsPage],
 ];
 
-function showLogin(message = "") {
+function showLogin(message = "", kind = "error") {
   current?.abort();
   current = null;
   main.replaceChildren();
@@ -30,6 +30,7 @@ function showLogin(message = "") {
   nav.hidden = true;
   login.hidden = false;
   loginError.textContent = message;
+  loginError.className = kind;
   loginError.hidden = !message;
   document.getElementById("key").focus();
 }
@@ -93,7 +94,7 @@ setUnauthorizedHandler((err) => {
 document.getElementById("login-form").addEventListener("submit", signIn);
 document.getElementById("sign-out").addEventListener("click", () => {
   clearKey();
-  showLogin("Signed out.");
+  showLogin("Signed out.", "notice");
 });
 window.addEventListener("hashchange", route);
 route();
