@@ -91,8 +91,9 @@ def test_every_page_loads_clean(
     expect(card).to_contain_text("40")
     expect(card.locator(".chip")).to_have_count(2)  # classes no, yes
 
-    ui.go("#/nowhere")
-    expect(ui.page.locator("main h1")).to_have_text("Not found")
+    for nowhere in ("#/nowhere", "#/jobs/%E0%A4%A"):  # the second is not valid percent-encoding
+        ui.go(nowhere)
+        expect(ui.page.locator("main h1")).to_have_text("Not found")
     ui.assert_clean()
 
 

@@ -72,18 +72,27 @@ function route() {
   for (const link of nav.querySelectorAll("[data-nav]")) {
     link.classList.toggle("active", found?.[1] === link.dataset.nav);
   }
-  if (!found) {
+  const args = found ? decodeAll(found[0].slice(1)) : null;
+  if (!args) {
     replace(main, h("h1", {}, "Not found"), h("p", {}, "No page at ", h("code", {}, hash), "."));
     return;
   }
-  const [match, , page] = found;
-  const args = match.slice(1).map(decodeURIComponent);
+  const page = found[2];
   const signal = current.signal;
   main.replaceChildren(h("p", { class: "muted" }, "Loading…"));
   page()(main, signal, ...args).catch((err) => {
     if (signal.aborted || err.name === "AbortError" || err.status === 401) return;
     main.replaceChildren(errorBox(err));
   });
+}
+
+/** The route's parts, decoded; null when one is not valid percent-encoding. */
+function decodeAll(parts) {
+  try {
+    return parts.map(decodeURIComponent);
+  } catch {
+    return null;
+  }
 }
 
 setUnauthorizedHandler((err) => {
