@@ -103,7 +103,7 @@ def test_a_running_jobs_curve_grows_until_it_succeeds(
     """The worker is paused (SIGSTOP) twice mid-run, so the pages are seen mid-run however fast
     or loaded the machine is: the job's page grows over its event stream from one pause to the
     next, and the jobs list, polled, follows the job to its end."""
-    epochs = 16
+    epochs = 10
     ui.open()
     ui.sign_in()
     expect(ui.page.locator("#jobs")).to_be_visible()
@@ -264,3 +264,19 @@ def test_an_api_error_is_shown_as_the_api_said_it(ui: Watched, stack: Stack) -> 
     # The browser logs the 404 itself; nothing else may go wrong.
     assert all("404" in e for e in ui.errors), ui.errors
     assert [f for f in ui.failed if not f.startswith("404 ")] == [], ui.failed
+
+
+def test_lists_are_read_as_pages_or_bare_arrays(ui: Watched) -> None:
+    """GET /v1/models and /v1/keys answer bare arrays today and pages {items, next_cursor}
+    soon: api.js reads both."""
+    ui.open()
+    got = ui.page.evaluate(
+        """async () => {
+            const { itemsOf, nextCursorOf } = await import("/ui/api.js");
+            const page = { items: [{ name: "a" }], next_cursor: "c1" };
+            return [itemsOf([{ name: "a" }]), itemsOf(page), itemsOf(null),
+                    nextCursorOf([1]), nextCursorOf(page)];
+        }"""
+    )
+    assert got == [[{"name": "a"}], [{"name": "a"}], [], None, "c1"]
+    ui.assert_clean()
