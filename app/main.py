@@ -21,6 +21,7 @@ from app.api.routers import (
     keys,
     models,
     open_inference,
+    ui,
 )
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate.router,
         keys.router,
         open_inference.router,
+        ui.router,
     ):
         app.include_router(router)
     _document_front_door(app)
