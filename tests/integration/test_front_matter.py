@@ -16,7 +16,7 @@ def test_the_root_links_the_docs_and_the_health_checks_without_a_key(api: TestCl
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["name"] == "trainserve" and body["version"] == VERSION
-    for link in ("/docs", "/openapi.json", "/healthz", "/readyz"):
+    for link in ("/ui/", "/docs", "/redoc", "/openapi.json", "/healthz", "/readyz"):
         assert link in body["links"].values()
     assert api.get(body["links"]["health"]).status_code == 200
 

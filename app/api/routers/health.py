@@ -21,7 +21,9 @@ def root() -> dict[str, object]:
         "name": "trainserve",
         "version": VERSION,
         "links": {
+            "dashboard": "/ui/",
             "docs": "/docs",
+            "redoc": "/redoc",
             "openapi": "/openapi.json",
             "health": "/healthz",
             "ready": "/readyz",

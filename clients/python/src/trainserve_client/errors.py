@@ -9,8 +9,9 @@ import httpx
 
 
 class TrainserveError(Exception):
-    """A non-2xx answer: `status`, the server's `code` and `message`, its `details` (a 422's
-    list of {"field", "message", "type", ...}), and `retry_after` (seconds) when the server said it."""
+    """A non-2xx answer: `status`, the server's `code` and `message`, its `details` (a list
+    of {"field", "message", "type", ...}), and `retry_after` (seconds) when the server said
+    it."""
 
     def __init__(
         self,
