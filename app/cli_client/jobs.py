@@ -145,7 +145,7 @@ def list_jobs(target: Target, status: str | None, limit: int) -> None:
                 _epochs(j),
                 j["model_version"],
                 when(j["created_at"]),
-                metrics_text(j["metrics"] or {}),
+                metrics_text(j["metrics"] or {}, most=3),
             )
             for j in found
         ),
@@ -167,7 +167,7 @@ def show(target: Target, job_id: str) -> None:
     if target.json:
         emit_json(job)
         return
-    progress = dict(job["progress"] or {})
+    progress: dict[str, Any] = dict(job["progress"] or {})
     fields(
         [
             ("id", job["id"]),
@@ -176,7 +176,7 @@ def show(target: Target, job_id: str) -> None:
             ("message", job["status_message"]),
             ("attempt", job["attempt"]),
             ("epoch", _epochs(job)),
-            ("samples/s", progress.get("samples_per_s")),
+            ("samples/s", _rate(progress.get("samples_per_s"))),
             ("metrics", metrics_text(job["metrics"] or {}) or None),
             ("model version", job["model_version"]),
             ("created", when(job["created_at"])),
@@ -191,6 +191,10 @@ def show(target: Target, job_id: str) -> None:
             ("TIME", "ATTEMPT", "KIND", "MESSAGE"),
             ((when(e["time"]), e["attempt"], e["kind"], e["message"]) for e in job["events"]),
         )
+
+
+def _rate(samples_per_s: float | None) -> str | None:
+    return None if samples_per_s is None else f"{samples_per_s:,.0f}"
 
 
 @client_command(jobs, "cancel")

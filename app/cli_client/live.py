@@ -29,11 +29,12 @@ def exit_code(status: str) -> int:
     return EXIT_CODES.get(status, 1)
 
 
-def event_line(event: JobEvent) -> str:
+def event_line(event: JobEvent, most_metrics: int | None = None) -> str:
     """One message of a job's event stream as a line for a person."""
     data, kind = event["data"], event["event"]
     if kind == "metrics":
-        return f"epoch {data['epoch']}  step {data['step']}  {metrics_text(data['metrics'])}"
+        metrics = metrics_text(data["metrics"], most_metrics)
+        return f"epoch {data['epoch']}  step {data['step']}  {metrics}"
     if kind == "end":
         version = data.get("model_version")
         line = f"job ended: {data['status']}"
@@ -67,7 +68,7 @@ class LiveView:
     def on_event(self, event: JobEvent) -> None:
         data, kind = event["data"], event["event"]
         if kind != "end":  # the command says how the job ended, once, after the bar
-            self.bar.console.print(escape(event_line(event)))
+            self.bar.console.print(escape(event_line(event, most_metrics=4)))
         if kind == "status":
             self.bar.update(self.task, status=data["status"])
         elif kind == "metrics":

@@ -33,7 +33,13 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         grid.add_column(header, no_wrap=True)
     for row in rows:
         grid.add_row(*(escape(cell(value)) for value in row))
-    console().print(grid)
+    out = console()
+    if out.is_terminal:
+        out.print(grid)
+        return
+    with out.capture() as captured:
+        out.print(grid)
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def fields(pairs: Iterable[tuple[str, Any]]) -> None:

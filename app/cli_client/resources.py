@@ -152,14 +152,15 @@ def _print_model(model: Any) -> None:
     table(
         ("VERSION", "JOB", "TASK", "CREATED", "METRICS"),
         (
-            (v["version"], v["job_id"], v["task"], when(v["created_at"]), _final(v))
+            (v["version"], v["job_id"], v["task"], when(v["created_at"]), _final(v, most=3))
             for v in model["versions"]
         ),
     )
 
 
-def _final(version: ModelVersion) -> str:
-    return metrics_text({k: v for k, v in version["metrics"].items() if isinstance(v, int | float)})
+def _final(version: ModelVersion, most: int | None = None) -> str:
+    scalars = {k: v for k, v in version["metrics"].items() if isinstance(v, int | float)}
+    return metrics_text(scalars, most)
 
 
 def _print_version(version: ModelVersion) -> None:

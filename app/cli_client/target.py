@@ -90,7 +90,7 @@ class Failure(click.ClickException):
 
 
 def api_failure(exc: TrainserveError, target: Target) -> Failure:
-    hints = _detail_lines(exc.details)
+    hints = [line for line in _detail_lines(exc.details) if line != exc.message]
     if exc.status == 401:
         hints.append(f"key: {target.key_from}; pass --key or set TRAINSERVE_KEY")
     return Failure(f"{exc.code}: {exc.message}", hints)
@@ -100,8 +100,18 @@ def _detail_lines(details: Any) -> list[str]:
     if details is None:
         return []
     if isinstance(details, list) and all(isinstance(d, dict) and "msg" in d for d in details):
-        return [f"{d.get('field') or '(body)'}: {d['msg']}" for d in details]
+        return [f"{_field(d)}: {d['msg']}" for d in details]
     return [json.dumps(details, default=str)]
+
+
+def _field(detail: dict[str, Any]) -> str:
+    """A 422 detail's field as the user wrote it: `training.optimizer.lr`, `inputs[0]`."""
+    if detail.get("field"):
+        return str(detail["field"])
+    out = ""
+    for part in detail.get("loc") or ["body"]:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out
 
 
 def unreachable(exc: Exception, target: Target, extra_hints: list[str]) -> Failure:
