@@ -56,7 +56,12 @@ PRIVATE_UMASK = 0o077
 @click.group(context_settings={"max_content_width": 120, "terminal_width": 120})
 @click.version_option(VERSION, prog_name="trainserve")
 def main() -> None:
-    """trainserve: train PyTorch models and serve them behind one API."""
+    """trainserve: train PyTorch models and serve them behind one API.
+
+    The server: up, api, worker, db, base-models. The client of a running API: jobs,
+    datasets, models, keys (--url / TRAINSERVE_URL, --key / TRAINSERVE_KEY; by default the
+    URL and admin key that `trainserve up` wrote in its data dir).
+    """
     os.umask(PRIVATE_UMASK)
 
 

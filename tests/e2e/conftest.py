@@ -113,15 +113,18 @@ class CliStack:
         """A client's environment: the API's URL and key, none of the server's settings."""
         return base_env() | {"TRAINSERVE_URL": self.url, "TRAINSERVE_KEY": self.key} | extra
 
-    def run(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, input: str | None = None, env: dict[str, str | None] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`env` is laid over the API's URL and key (None: the variable unset)."""
         from click.testing import CliRunner
 
         from app.cli import main
 
         umask = os.umask(0o077)  # main sets the service's umask: this process keeps its own
         try:
-            env = {"TRAINSERVE_URL": self.url, "TRAINSERVE_KEY": self.key}
-            result = CliRunner().invoke(main, list(args), input=input, env=env)
+            variables = {"TRAINSERVE_URL": self.url, "TRAINSERVE_KEY": self.key} | (env or {})
+            result = CliRunner().invoke(main, list(args), input=input, env=variables)
         finally:
             os.umask(umask)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
