@@ -1,21 +1,23 @@
-"""The `trainserve` command: up (everything, embedded default), api, worker, db, keys,
-base-models."""
+"""The `trainserve` command: the server's commands here (up: everything, embedded default;
+api, worker, db, base-models) and the client's (jobs, datasets, models, keys: app/cli_client/)."""
 
 import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
+from app.cli_client import register
 from app.core.config import Settings, get_settings
 from app.core.version import VERSION
-from app.schemas.key import Scope
 
 
 def _settings(data_dir: Path | None) -> Settings:
@@ -54,7 +56,12 @@ PRIVATE_UMASK = 0o077
 @click.group(context_settings={"max_content_width": 120, "terminal_width": 120})
 @click.version_option(VERSION, prog_name="trainserve")
 def main() -> None:
-    """trainserve: train PyTorch models and serve them behind one API."""
+    """trainserve: train PyTorch models and serve them behind one API.
+
+    The server: up, api, worker, db, base-models. The client of a running API: jobs,
+    datasets, models, keys (--url / TRAINSERVE_URL, --key / TRAINSERVE_KEY; by default the
+    URL and admin key that `trainserve up` wrote in its data dir).
+    """
     os.umask(PRIVATE_UMASK)
 
 
@@ -65,8 +72,6 @@ def main() -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(0, 64))
 def up(host: str, port: int, data_dir: Path | None, workers: int) -> None:
     """Start the API and N workers in the foreground; Ctrl-C stops all of them."""
-    import uvicorn
-
     from app.main import create_app, prepare
     from app.services.bootstrap import ensure_admin_key
 
@@ -79,13 +84,7 @@ def up(host: str, port: int, data_dir: Path | None, workers: int) -> None:
     # ours that would end this process at once and orphan the workers.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        uvicorn.run(
-            create_app(settings),
-            host=host,
-            port=port,
-            log_level="info",
-            access_log=settings.access_log,
-        )
+        serve(create_app(settings), settings, host, port, 1)
     finally:
         pool.stop()
 
@@ -103,20 +102,77 @@ def up(host: str, port: int, data_dir: Path | None, workers: int) -> None:
 )
 def api(host: str, port: int, processes: int) -> None:
     """Serve the HTTP API only (an embedded SQLite database is upgraded on start)."""
-    import uvicorn
-
     settings = get_settings()
     if processes > 1:
         _share_metrics(settings.data_dir / "metrics")
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
+    serve("app.main:create_app", settings, host, port, processes)
+
+
+def serve(app: Any, settings: Settings, host: str, port: int, processes: int) -> None:
+    """uvicorn.run, and DATA_DIR/api.url saying where the API listens while it does: the client
+    commands' default URL. Written once the socket is bound; removed when this API stops."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        app,
+        factory=isinstance(app, str),
         host=host,
         port=port,
-        workers=processes if processes > 1 else None,
+        workers=processes,
         log_level="info",
         access_log=settings.access_log,
     )
+    announce = ApiUrlFile(settings.data_dir / "api.url", local_url(host, port))
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                announce.write()
+
+    try:
+        if processes > 1:
+            sock = config.bind_socket()  # as uvicorn.run does: the processes share it
+            announce.write()
+            Multiprocess(config, sockets=[sock]).run()
+            return
+        server = Server(config)
+        server.run()
+        if not server.started:
+            sys.exit(3)  # uvicorn's STARTUP_FAILURE, as uvicorn.run exits
+    except KeyboardInterrupt:
+        pass
+    finally:
+        announce.remove()
+
+
+def local_url(host: str, port: int) -> str:
+    """The URL a client on this host reaches an API listening on host:port at."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class ApiUrlFile:
+    """DATA_DIR/api.url: one line, the URL. Written whole (a temporary file renamed into
+    place); removed on stop only if it still names this API (another may have started since)."""
+
+    def __init__(self, path: Path, url: str) -> None:
+        self.path, self.url = path, url
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        partial.write_text(self.url + "\n")
+        os.replace(partial, self.path)
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if self.path.read_text().strip() == self.url:
+                self.path.unlink()
 
 
 def _share_metrics(folder: Path) -> None:
@@ -168,66 +224,6 @@ def db_downgrade(revision: str) -> None:
 
     downgrade(get_settings().db_url, revision)
     click.echo(f"database at revision {revision}")
-
-
-@main.group()
-def keys() -> None:
-    """API keys."""
-
-
-@keys.command("create")
-@click.option("--name", required=True)
-@click.option(
-    "--scope",
-    "scopes",
-    multiple=True,
-    default=["admin"],
-    show_default=True,
-    type=click.Choice([s.value for s in Scope]),
-)
-@click.option("--project", default="default", show_default=True)
-def keys_create(name: str, scopes: tuple[str, ...], project: str) -> None:
-    """Create a key and print it once."""
-    from app.core.db import session_scope
-    from app.services.auth import create_key
-
-    with session_scope() as session:
-        _, plaintext = create_key(session, name, list(scopes), project)
-    click.echo(plaintext)
-
-
-@keys.command("list")
-def keys_list() -> None:
-    """List keys (never their secrets)."""
-    from app.core.db import session_scope
-    from app.services.auth import list_keys
-
-    with session_scope() as session:
-        rows, cursor = list_keys(session, 200, None)
-        while cursor:
-            page, cursor = list_keys(session, 200, cursor)
-            rows += page
-        for k in rows:
-            state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
-            click.echo(
-                f"{k.id}  {k.prefix}…  {k.project}  {','.join(k.scopes)}  {k.name}  ({state})"
-            )
-
-
-@keys.command("revoke")
-@click.argument("key_id")
-def keys_revoke(key_id: str) -> None:
-    """Revoke a key; it stops working at once."""
-    from app.core.db import session_scope
-    from app.core.errors import NotFound
-    from app.services.auth import revoke_key
-
-    try:
-        with session_scope() as session:
-            revoke_key(session, key_id)
-    except NotFound as exc:
-        raise click.ClickException(exc.message) from exc
-    click.echo(f"revoked {key_id}")
 
 
 @main.group("base-models")
@@ -333,6 +329,8 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
 
+
+register(main)
 
 if __name__ == "__main__":
     main()

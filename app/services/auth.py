@@ -119,7 +119,8 @@ def _revoked_bootstrap_warning(row: ApiKey, others_active: bool) -> str:
         return f"{revoked} Remove TRAINSERVE_API_KEY, or set it to a new key, and restart."
     return (
         f"{revoked} No active key is left, so every request gets 401: set TRAINSERVE_API_KEY "
-        "to a new key and restart, or create one with `trainserve keys create --name admin`."
+        "to a new key and restart, or create one in the database with "
+        "`trainserve keys create --database --name admin`."
     )
 
 

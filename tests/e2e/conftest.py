@@ -1,6 +1,7 @@
 """The whole stack as a user starts it: `trainserve up` (embedded), or db upgrade + api + worker
 as separate processes on PostgreSQL and Redis."""
 
+import os
 import re
 import secrets
 import subprocess
@@ -11,7 +12,18 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support import BIN, REDIS_URL, Api, Proc, base_env, free_port, pg_database, wait_http_ok
+from app.core.migrate import upgrade
+from tests.support import (
+    BIN,
+    REDIS_URL,
+    Api,
+    Proc,
+    base_env,
+    free_port,
+    pg_database,
+    wait_http_ok,
+    wait_until,
+)
 
 
 @dataclass
@@ -83,3 +95,93 @@ def pg_redis_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             client = redis.Redis.from_url(REDIS_URL)
             for key in client.scan_iter(f"*{queue}*"):
                 client.delete(key)
+
+
+@dataclass
+class CliStack:
+    """`trainserve api` and `trainserve worker` on their own database and queue, for the CLI's
+    client commands: `spawn` runs the `trainserve` command as a user's shell would, `run` the
+    same command in this process (click's runner: no interpreter start-up per call)."""
+
+    url: str
+    key: str
+    server_env: dict[str, str]  # the server's settings (the keys --database path needs them)
+    workdir: Path
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    def client_env(self, **extra: str) -> dict[str, str]:
+        """A client's environment: the API's URL and key, none of the server's settings."""
+        return base_env() | {"TRAINSERVE_URL": self.url, "TRAINSERVE_KEY": self.key} | extra
+
+    def run(
+        self, *args: str, input: str | None = None, env: dict[str, str | None] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """`env` is laid over the API's URL and key (None: the variable unset)."""
+        from click.testing import CliRunner
+
+        from app.cli import main
+
+        umask = os.umask(0o077)  # main sets the service's umask: this process keeps its own
+        try:
+            variables = {"TRAINSERVE_URL": self.url, "TRAINSERVE_KEY": self.key} | (env or {})
+            result = CliRunner().invoke(main, list(args), input=input, env=variables)
+        finally:
+            os.umask(umask)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception  # a traceback the user would have seen
+        return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+    def spawn(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        input: str | None = None,
+        cwd: Path | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN), *args],
+            env=self.client_env() if env is None else env,
+            input=input,
+            cwd=cwd or self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def api(self) -> Api:
+        return Api(self.url, self.key)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name} ---\n{p.output()[-4000:]}" for name, p in self.procs.items())
+
+
+@pytest.fixture(scope="package")
+def cli_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliStack]:
+    workdir = tmp_path_factory.mktemp("cli-stack")
+    queue = f"trainserve-test-{secrets.token_hex(4)}"
+    key = f"ts_{secrets.token_urlsafe(24)}"
+    with pg_database() as db_url:
+        upgrade(db_url)
+        env = base_env(
+            database_url=db_url,
+            broker_url=REDIS_URL,
+            queue_name=queue,
+            data_dir=str(workdir / "data"),
+            api_key=key,
+        )
+        port = free_port()
+        stack = CliStack(f"http://127.0.0.1:{port}", key, env, workdir)
+        stack.procs["api"] = Proc([str(BIN), "api", "--port", str(port)], env, workdir / "api.log")
+        stack.procs["worker"] = worker = Proc([str(BIN), "worker"], env, workdir / "worker.log")
+        try:
+            wait_http_ok(f"{stack.url}/readyz", stack.procs["api"])
+            wait_until(lambda: "ready." in worker.output() or not worker.alive(), 90, "the worker")
+            assert worker.alive(), worker.output()
+            yield stack
+        finally:
+            for proc in stack.procs.values():
+                proc.stop()
+            broker = redis.Redis.from_url(REDIS_URL)
+            for name in broker.scan_iter(f"*{queue}*"):
+                broker.delete(name)

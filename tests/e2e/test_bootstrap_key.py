@@ -32,8 +32,13 @@ def status(url: str, key: str) -> int:
 
 
 def cli(env: dict[str, str], *args: str) -> str:
+    """`trainserve keys ... --database`: the operator's path, straight to the database."""
     done = subprocess.run(
-        [str(BIN), "keys", *args], env=env, capture_output=True, text=True, timeout=120
+        [str(BIN), "keys", *args, "--database"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -76,6 +81,6 @@ def test_up_starts_with_its_only_key_revoked_and_says_how_to_make_one(tmp_path: 
     with running(up, env, tmp_path / "up-2.log") as (url, proc):
         assert status(url, bootstrap) == 401
         log = proc.output()
-        assert WARNING in log and "trainserve keys create" in log, log
+        assert WARNING in log and "trainserve keys create --database" in log, log
         new_key = cli(env, "create", "--name", "admin").strip()  # what the warning says to do
         assert status(url, new_key) == 200

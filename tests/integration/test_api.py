@@ -329,7 +329,7 @@ def test_cli_creates_a_scoped_key_that_works_at_once(
     client: TestClient, service_env: dict[str, str]
 ) -> None:
     result = subprocess.run(
-        [str(BIN), "keys", "create", "--name", "svc", "--scope", "predict"],
+        [str(BIN), "keys", "create", "--database", "--name", "svc", "--scope", "predict"],
         env=base_env() | service_env,
         capture_output=True,
         text=True,
@@ -352,7 +352,7 @@ def test_cli_creates_a_scoped_key_that_works_at_once(
 
     def cli(*args: str) -> str:
         run = subprocess.run(
-            [str(BIN), "keys", *args],
+            [str(BIN), "keys", *args, "--database"],  # the operator's path: no API here
             env=base_env() | service_env,
             capture_output=True,
             text=True,
