@@ -52,3 +52,16 @@ class ModelMetadata(BaseModel):
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
+
+
+class Live(BaseModel):
+    live: bool = Field(description="Always true: the server answers")
+
+
+class Ready(BaseModel):
+    ready: bool = Field(description="Whether the database and broker are reachable")
+
+
+class ModelReady(BaseModel):
+    name: str = Field(description="The model's name")
+    ready: bool = Field(description="Always true: the version is loaded (else an error)")
