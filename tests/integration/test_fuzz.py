@@ -23,6 +23,7 @@ CHECKS = [
     checks.not_a_server_error,
     checks.response_schema_conformance,
     checks.content_type_conformance,
+    checks.status_code_conformance,  # every status a route answers is in its docs
 ]
 
 
