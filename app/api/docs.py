@@ -3,12 +3,13 @@ by this server from fastapi_offline's copy: an install without internet access (
 proxy that blocks CDNs) still has working docs, and no page here loads anything from
 another origin. Open without a key, like /openapi.json (DESIGN.md)."""
 
+from functools import cache
 from pathlib import Path
 
 import fastapi_offline
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
@@ -24,6 +25,16 @@ SWAGGER_UI = {
     # None: no "valid" badge, which Swagger UI otherwise fetches from validator.swagger.io.
     "validatorUrl": None,
 }
+# ReDoc's side menu shows Redocly's logo from their CDN, on every page, with no option to
+# turn it off. Served here with an empty image in its place, which ReDoc hides (onError).
+REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@cache
+def redoc_script() -> bytes:
+    script = (ASSETS / "redoc.standalone.js").read_bytes()
+    assert REDOC_LOGO in script, "ReDoc's bundle changed: check what else it loads"
+    return script.replace(REDOC_LOGO, b"data:,")
 
 
 def install(app: FastAPI) -> None:
@@ -52,5 +63,9 @@ def install(app: FastAPI) -> None:
             redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
             with_google_fonts=False,
         )
+
+    @app.get(f"{ASSETS_URL}/redoc.standalone.js", include_in_schema=False)
+    def redoc_js() -> Response:  # before the mount, so it is the one that answers
+        return Response(redoc_script(), media_type="text/javascript")
 
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS), name="docs-assets")

@@ -2,11 +2,17 @@
 key; Swagger UI can authorize with a key; the documented examples are accepted by the API."""
 
 import re
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from playwright.sync_api import sync_playwright
 
 from app.schemas.job import SPEC_EXAMPLE
+from tests.support import BIN, Proc, base_env, free_port, wait_http_ok
 
 LINK = re.compile(r"""\b(?:src|href)\s*=\s*["']([^"']+)["']""")
 TYPES = {".js": "javascript", ".css": "text/css", ".png": "image/png"}
@@ -53,3 +59,42 @@ def test_the_documented_errors_are_what_the_api_answers(api: TestClient) -> None
     v2 = api.get("/v2/models/no-such-model")
     assert v2.status_code == 404 and set(v2.json()) == {"error"}
     assert isinstance(v2.json()["error"], str)
+
+
+@pytest.fixture(scope="module")
+def api_url(configured: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `trainserve api`, for a real browser."""
+    port = free_port()
+    log: Path = tmp_path_factory.mktemp("docs-api") / "api.log"
+    proc = Proc([str(BIN), "api", "--port", str(port)], base_env() | configured, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http_ok(f"{url}/readyz", proc)
+        yield url
+    finally:
+        proc.stop()
+
+
+def test_a_browser_renders_both_pages_with_requests_to_this_server_only(api_url: str) -> None:
+    """What the HTML names is not all a page loads: scripts fetch too (ReDoc's bundle fetched
+    Redocly's logo from their CDN; Swagger UI would ask validator.swagger.io for a badge), so
+    a browser watches."""
+    origin = urlsplit(api_url).netloc
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox"]
+        )
+        page = browser.new_page()
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(f"{api_url}/docs")
+        page.wait_for_selector(".opblock", timeout=30_000)
+        assert page.locator("button.authorize").count() == 1  # the bearer scheme
+        operations = page.locator(".opblock").count()
+        page.goto(f"{api_url}/redoc")
+        page.wait_for_selector("[role=menuitem]", timeout=30_000)
+        browser.close()
+    paths = httpx.get(f"{api_url}/openapi.json").json()["paths"]
+    assert operations == sum(len(item) for item in paths.values())
+    elsewhere = [u for u in requested if urlsplit(u.removeprefix("blob:")).netloc != origin]
+    assert elsewhere == [] and f"{api_url}/openapi.json" in requested
