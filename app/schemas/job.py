@@ -52,7 +52,38 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+# DESIGN.md's example: the seed's digits MLP (builtin digits: 8x8 = 64 features, 10 classes),
+# whole on JobSpec and in parts on the parts' own models.
+OPTIMIZER_EXAMPLE: dict[str, JsonValue] = {
+    "name": "sgd",
+    "lr": 0.01,
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+}
+TRAINING_EXAMPLE: dict[str, JsonValue] = {
+    "epochs": 10,
+    "batch_size": 64,
+    "optimizer": OPTIMIZER_EXAMPLE,
+    "validation_split": 0.1,
+    "seed": 0,
+}
+MODEL_EXAMPLE: dict[str, JsonValue] = {"arch": "mlp", "hidden": [128], "dropout": 0.0}
+SPEC_EXAMPLE: dict[str, JsonValue] = {
+    "model_name": "digits-mlp",
+    "dataset": {"builtin": "digits"},
+    "model": MODEL_EXAMPLE,
+    "training": TRAINING_EXAMPLE,
+}
+
+
+def _examples(*examples: dict[str, JsonValue]) -> ConfigDict:
+    """A model's examples in its JSON schema (tests/unit/test_openapi_doc.py validates them)."""
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
 class DatasetRef(Strict):
+    model_config = _examples({"builtin": "digits"}, {"id": "5d0c1e2a-4b7f-4a57-9c1e-0e6b1f2d3c4a"})
+
     builtin: str | None = Field(
         None,
         pattern=NAME_PATTERN,
@@ -73,6 +104,8 @@ class LoraConfig(Strict):
     """Low-rank adapters (Hu et al. 2021): the update of each adapted weight is B·A of rank r,
     scaled by alpha / r."""
 
+    model_config = _examples({"r": 8, "alpha": 16.0, "dropout": 0.05})
+
     r: int = Field(8, ge=1, le=256, description="The adapters' rank")
     alpha: float = Field(
         16.0, gt=0.0, le=4096.0, description="Scale: the update is scaled by alpha / r"
@@ -82,6 +115,12 @@ class LoraConfig(Strict):
 
 class ModelConfig(Strict):
     """One flat config; each arch reads its own fields (app.ml.zoo.arch_options)."""
+
+    model_config = _examples(
+        MODEL_EXAMPLE,
+        {"arch": "cnn", "channels": [32, 64]},
+        {"arch": "pretrained", "base": "bert-tiny", "finetune": "lora", "lora": {"r": 8}},
+    )
 
     arch: Arch = Field(
         Arch.mlp,
@@ -152,6 +191,10 @@ class ModelConfig(Strict):
 
 
 class OptimizerConfig(Strict):
+    model_config = _examples(
+        OPTIMIZER_EXAMPLE, {"name": "adamw", "lr": 0.001, "weight_decay": 0.01}
+    )
+
     name: Literal["sgd", "adam", "adamw"] = Field("sgd", description="The optimizer")
     lr: float = Field(0.01, gt=0.0, le=10.0, description="Learning rate")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd: momentum")
@@ -161,6 +204,8 @@ class OptimizerConfig(Strict):
 
 class ScheduleConfig(Strict):
     """Learning-rate schedule, stepped per epoch (one_cycle: per step), after a linear warm-up."""
+
+    model_config = _examples({"name": "cosine", "warmup_epochs": 1})
 
     name: Literal["none", "step", "cosine", "one_cycle", "plateau"] = Field(
         "none", description="The schedule; none keeps lr constant"
@@ -178,6 +223,8 @@ class ScheduleConfig(Strict):
 class AugmentConfig(Strict):
     """Image augmentation, applied to training batches only."""
 
+    model_config = _examples({"flip": True, "crop_padding": 4})
+
     flip: bool = Field(False, description="Random horizontal flips")
     crop_padding: int = Field(
         0, ge=0, le=32, description="Random crops after zero padding by this many pixels"
@@ -185,6 +232,8 @@ class AugmentConfig(Strict):
 
 
 class EarlyStoppingConfig(Strict):
+    model_config = _examples({"metric": "val_loss", "patience": 3})
+
     metric: str = Field("val_loss", max_length=64, description="The metric watched, per epoch")
     mode: Literal["auto", "min", "max"] = Field(
         "auto", description="Better is lower or higher; auto: min for losses and errors, else max"
@@ -194,6 +243,8 @@ class EarlyStoppingConfig(Strict):
 
 
 class TrainingConfig(Strict):
+    model_config = _examples(TRAINING_EXAMPLE)
+
     epochs: int = Field(10, ge=1, description="Passes over the training rows")
     batch_size: int = Field(64, ge=1, description="Rows per batch")
     optimizer: OptimizerConfig = Field(
@@ -272,6 +323,8 @@ class InitRef(Strict):
     """Warm start: begin from a registered version's weights and preprocessing (a model of
     the caller's project; an alias is resolved at submission, and the job keeps the number)."""
 
+    model_config = _examples({"model": "digits-mlp", "alias": "production"})
+
     model: str = Field(pattern=NAME_PATTERN, description="The registered model to begin from")
     version: int | None = Field(None, ge=1, le=2**31 - 1, description="Its version number")
     alias: str | None = Field(
@@ -283,21 +336,6 @@ class InitRef(Strict):
         if (self.version is None) == (self.alias is None):
             raise ValueError("give exactly one of 'version' or 'alias'")
         return self
-
-
-# DESIGN.md's example: the seed's digits MLP (builtin digits: 8x8 = 64 features, 10 classes).
-SPEC_EXAMPLE: dict[str, JsonValue] = {
-    "model_name": "digits-mlp",
-    "dataset": {"builtin": "digits"},
-    "model": {"arch": "mlp", "hidden": [128], "dropout": 0.0},
-    "training": {
-        "epochs": 10,
-        "batch_size": 64,
-        "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0},
-        "validation_split": 0.1,
-        "seed": 0,
-    },
-}
 
 
 class JobSpec(Strict):
