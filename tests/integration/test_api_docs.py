@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import sync_playwright
 
+from app.core.config import get_settings
 from app.schemas.job import SPEC_EXAMPLE
 from tests.support import BIN, Proc, base_env, free_port, wait_http_ok
 
@@ -59,6 +60,17 @@ def test_the_documented_errors_are_what_the_api_answers(api: TestClient) -> None
     v2 = api.get("/v2/models/no-such-model")
     assert v2.status_code == 404 and set(v2.json()) == {"error"}
     assert isinstance(v2.json()["error"], str)
+
+
+def test_a_body_past_the_limit_is_refused_in_the_shape_of_its_path(api: TestClient) -> None:
+    """The body limit answers before any route: on /v2 too, in the /v2 shape."""
+    huge = b"0" * (get_settings().max_request_bytes + 1)
+    for path in ("/v2/models/x/infer", "/v2/models/x/versions/1/infer"):
+        response = api.post(path, content=huge, headers={"content-type": "application/json"})
+        assert response.status_code == 413 and isinstance(response.json()["error"], str), path
+    response = api.post("/v1/models/x/predict", content=huge)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
 
 
 @pytest.fixture(scope="module")
