@@ -41,7 +41,7 @@ DESCRIPTION = (
     '`{"error": {"code", "message", "details"}}`; on /v2, `{"error": "..."}`.'
 )
 TAGS = [
-    {"name": "jobs", "description": "Submit a job spec, follow it train, cancel it"},
+    {"name": "jobs", "description": "Submit a job spec, watch it train, cancel it"},
     {"name": "datasets", "description": "Upload datasets to train on (or name a builtin one)"},
     {"name": "models", "description": "The registry: versions, aliases, exports, and predict"},
     {"name": "generate", "description": "Text from a fine-tuned generator"},

@@ -85,7 +85,7 @@ PREDICT_ERRORS = {
     409: "The version's checkpoint is missing, corrupt or altered (model_unavailable)",
     413: "The body is past TRAINSERVE_MAX_REQUEST_BYTES, or it has more rows, values or pixels "
     "than the server takes (payload_too_large)",
-    415: "The body is not JSON (unsupported_media_type)",
+    415: "The Content-Type is not JSON (unsupported_media_type)",
     422: "A path parameter, or a row the model cannot read: wrong width, not a number, an "
     "unknown feature, an image that does not decode (validation_error)",
     503: "The model's queue is full (overloaded): retry shortly",
