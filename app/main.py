@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app.api import errors, http_metrics
+from app.api import docs, errors, http_metrics
 from app.api.limits import BodySizeLimit
 from app.api.routers import (
     base_models,
@@ -33,6 +33,24 @@ from app.serving import front_door
 from app.serving.runtime import Serving
 
 log = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "Train PyTorch models and serve them behind one API.\n\n"
+    "Every route but `/`, `/healthz`, `/readyz` and these docs takes "
+    "`Authorization: Bearer <key>` (**Authorize** above); an admin key may act in another "
+    "project with `X-Trainserve-Project`. Errors on /v1 are "
+    '`{"error": {"code", "message", "details"}}`; on /v2, `{"error": "..."}`.'
+)
+TAGS = [
+    {"name": "jobs", "description": "Submit a job spec, watch it train, cancel it"},
+    {"name": "datasets", "description": "Upload datasets to train on (or name a builtin one)"},
+    {"name": "models", "description": "The registry: versions, aliases, exports, and predict"},
+    {"name": "generate", "description": "Text from a fine-tuned generator"},
+    {"name": "base models", "description": "Pretrained Hugging Face folders to fine-tune"},
+    {"name": "keys", "description": "API keys and their scopes (admin)"},
+    {"name": "open inference protocol", "description": "KServe V2 on the same models"},
+    {"name": "operations", "description": "Where to go, liveness, readiness, Prometheus"},
+]
 
 
 def prepare(settings: Settings) -> None:
@@ -99,7 +117,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="trainserve",
         version=VERSION,
         lifespan=lifespan,
-        description="Train PyTorch models and serve them behind one API.",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        docs_url=None,  # app/api/docs.py serves both pages with local assets
+        redoc_url=None,
         **_telemetry(settings),
     )
     app.state.serving = Serving(settings)
@@ -129,5 +150,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ui.router,
     ):
         app.include_router(router)
+    docs.install(app)
     _document_front_door(app)
     return app

@@ -36,7 +36,7 @@ class BodySizeLimit:
         limit = self.limit_for(scope)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            await self._reject(send, limit)
+            await self._reject(send, limit, scope)
             return
         seen = 0
         exceeded = False
@@ -64,7 +64,7 @@ class BodySizeLimit:
                 started = True
                 replaced = exceeded
                 if replaced:
-                    await self._reject(send, limit)
+                    await self._reject(send, limit, scope)
             if not replaced:
                 await send(message)
 
@@ -76,18 +76,18 @@ class BodySizeLimit:
             # The app failed on the body cut short above: that failure is this 413.
             log.debug("body over %d bytes on %s: %r", limit, scope.get("path"), exc)
         if exceeded and not started:
-            await self._reject(send, limit)
+            await self._reject(send, limit, scope)
 
-    async def _reject(self, send: Send, limit: int) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "payload_too_large",
-                    "message": f"request body is larger than {limit} bytes",
-                    "details": {"max_bytes": limit},
-                }
-            }
-        ).encode()
+    async def _reject(self, send: Send, limit: int, scope: Scope) -> None:
+        message = f"request body is larger than {limit} bytes"
+        error: object = {
+            "code": "payload_too_large",
+            "message": message,
+            "details": {"max_bytes": limit},
+        }
+        if scope["path"].startswith("/v2/"):  # the Open Inference Protocol's shape, as on /v2
+            error = message
+        body = json.dumps({"error": error}).encode()
         await send(
             {
                 "type": "http.response.start",

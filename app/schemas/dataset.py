@@ -27,17 +27,20 @@ class DatasetPublic(BaseModel):
     # `schema` is a BaseModel attribute: the field is schema_, read and written as "schema".
     model_config = ConfigDict(from_attributes=True, validate_by_name=True, serialize_by_alias=True)
 
-    id: str
-    name: str
-    format: DatasetFormat
-    kind: DataKind
-    task: Task
-    schema_: dict[str, Any] = Field(alias="schema")
-    sha256: str
-    size_bytes: int
-    created_at: datetime
+    id: str = Field(description="The dataset's id: a job spec's dataset.id")
+    name: str = Field(description="Its name, for people")
+    format: DatasetFormat = Field(description="The format it was uploaded in")
+    kind: DataKind = Field(description="tabular, image or text")
+    task: Task = Field(description="What a model trained on it does by default")
+    schema_: dict[str, Any] = Field(
+        alias="schema",
+        description="What it holds: rows, features or image shape, classes, the target",
+    )
+    sha256: str = Field(description="The uploaded file's SHA-256, in hex")
+    size_bytes: int = Field(description="The uploaded file's size")
+    created_at: datetime = Field(description="When it was uploaded (UTC)")
 
 
 class DatasetPage(BaseModel):
-    items: list[DatasetPublic]
-    next_cursor: str | None
+    items: list[DatasetPublic] = Field(description="This page's datasets, newest first")
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; none: last")

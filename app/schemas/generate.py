@@ -9,9 +9,17 @@ from app.schemas.model import REF_PATTERN
 
 
 class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={"examples": [{"prompt": "Once upon a time", "max_new_tokens": 32}]},
+    )
 
-    prompt: str = Field(min_length=1, max_length=100_000)
+    prompt: str = Field(
+        min_length=1,
+        max_length=100_000,
+        description="The text to continue (at most TRAINSERVE_MAX_PROMPT_TOKENS tokens)",
+    )
     max_new_tokens: int = Field(64, ge=1, description="at most TRAINSERVE_MAX_NEW_TOKENS")
     min_new_tokens: int = Field(0, ge=0, description="end of text is not chosen before these")
     temperature: float = Field(0.7, ge=0.0, le=10.0, description="0: the most likely token")
@@ -32,9 +40,9 @@ class GenerateRequest(BaseModel):
 
 
 class GenerateResponse(BaseModel):
-    model_name: str
-    model_version: int
-    text: str
+    model_name: str = Field(description="The model")
+    model_version: int = Field(description="The version that generated it")
+    text: str = Field(description="The continuation: new text only, not the prompt")
     tokens: int = Field(description="new tokens generated")
-    prompt_tokens: int
+    prompt_tokens: int = Field(description="The prompt's tokens")
     finish_reason: str = Field(description="length (max_new_tokens reached) or stop (end of text)")

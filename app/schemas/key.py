@@ -21,29 +21,38 @@ class Scope(enum.StrEnum):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # Optional: a key without one is named after its scopes (keys are told apart by id).
-    name: str | None = Field(None, min_length=1, max_length=200, pattern=TEXT_PATTERN)
-    scopes: list[Scope] = Field(min_length=1, max_length=len(Scope))
-    project: str = Field("default", pattern=NAME_PATTERN)
+    name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=TEXT_PATTERN,
+        description="For people; none: the key is named after its project and scopes",
+    )
+    scopes: list[Scope] = Field(
+        min_length=1, max_length=len(Scope), description="What the key may do"
+    )
+    project: str = Field(
+        "default", pattern=NAME_PATTERN, description="The project its requests act in"
+    )
 
 
 class KeyPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
-    id: str
-    name: str
-    prefix: str  # the key's first characters, to tell keys apart
-    scopes: list[str]
-    project: str
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    id: str = Field(description="The key's id (not its secret)")
+    name: str = Field(description="Its name, for people")
+    prefix: str = Field(description="The key's first characters, to tell keys apart")
+    scopes: list[str] = Field(description="What it may do")
+    project: str = Field(description="The project its requests act in")
+    created_at: datetime = Field(description="When it was created (UTC)")
+    last_used_at: datetime | None = Field(description="When it last made a request (to the minute)")
+    revoked_at: datetime | None = Field(description="When it was revoked; none: it works")
 
 
 class KeyPage(BaseModel):
-    items: list[KeyPublic]
-    next_cursor: str | None
+    items: list[KeyPublic] = Field(description="This page's keys, newest first")
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; none: last")
 
 
 class KeyCreated(KeyPublic):
-    key: str  # shown once, never stored
+    key: str = Field(description="The secret: shown this once, never stored")

@@ -21,6 +21,8 @@ KEY_PREFIX = "ts_"
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 # An admin key acts in its own project unless a request names another with this header.
 PROJECT_HEADER = "X-Trainserve-Project"
+# The name of the key's security scheme in the OpenAPI document (components.securitySchemes).
+BEARER_SCHEME = "bearerAuth"
 _PROJECT = re.compile(NAME_PATTERN)
 
 log = logging.getLogger(__name__)

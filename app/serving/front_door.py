@@ -27,8 +27,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.schemas.error import WHEN, ErrorResponse, OpenInferenceError
 from app.schemas.job import NAME_PATTERN
 from app.schemas.model import REF_PATTERN
+from app.services.auth import BEARER_SCHEME
 from app.serving.codecs import Codec, OpenInference, Parsed, PredictJson
 from app.serving.runtime import Serving
 
@@ -47,6 +49,8 @@ class Door:
     tag: str
     summary: str
     description: str
+    errors: Mapping[int, str]  # what it can answer, and when (for the docs)
+    error_model: type[BaseModel] = ErrorResponse  # /v2: the Open Inference Protocol's
     regex: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -70,14 +74,45 @@ _INFER = (
     "`probabilities`."
 )
 _REF = ", or `ref`: a version number or an alias"
+# What a request here can answer, in _answer's order: the key, the path, the body, the model.
+PREDICT_ERRORS = {
+    400: "The body is not JSON (invalid_json), or X-Trainserve-Project is not a project name "
+    "(invalid_project)",
+    401: WHEN[401],
+    403: "The key lacks the predict scope (insufficient_scope), or names another project "
+    "without being an admin key (wrong_project)",
+    404: "No such model in the caller's project, or no such version or alias (not_found)",
+    409: "The version's checkpoint is missing, corrupt or altered (model_unavailable)",
+    413: "The body is past TRAINSERVE_MAX_REQUEST_BYTES, or it has more rows, values or pixels "
+    "than the server takes (payload_too_large)",
+    415: "The Content-Type is not JSON (unsupported_media_type)",
+    422: "A path parameter, or a row the model cannot read: wrong width, not a number, an "
+    "unknown feature, an image that does not decode (validation_error)",
+    503: "The model's queue is full (overloaded): retry shortly",
+}
+INFER_ERRORS = {
+    **{status: PREDICT_ERRORS[status] for status in (401, 403, 404, 409, 413, 503)},
+    400: "X-Trainserve-Project is not a project name (invalid_project)",
+    422: "A path parameter, a body that is not an inference request (JSON, then the binary "
+    "tensor data if Inference-Header-Content-Length says so), more than one input, a shape or "
+    "datatype the model cannot read",
+}
 DOORS = (
-    Door("/v1/models/{name}/predict", PredictJson(), "models", "Predict", _PREDICT.format(ref="")),
+    Door(
+        "/v1/models/{name}/predict",
+        PredictJson(),
+        "models",
+        "Predict",
+        _PREDICT.format(ref=""),
+        PREDICT_ERRORS,
+    ),
     Door(
         "/v1/models/{name}/versions/{ref}/predict",
         PredictJson(),
         "models",
         "Predict with a version or alias",
         _PREDICT.format(ref=_REF),
+        PREDICT_ERRORS,
     ),
     Door(
         "/v2/models/{name}/infer",
@@ -85,6 +120,8 @@ DOORS = (
         "open inference protocol",
         "Infer",
         _INFER.format(ref=""),
+        INFER_ERRORS,
+        OpenInferenceError,
     ),
     Door(
         "/v2/models/{name}/versions/{ref}/infer",
@@ -92,6 +129,8 @@ DOORS = (
         "open inference protocol",
         "Infer with a version or alias",
         _INFER.format(ref=_REF),
+        INFER_ERRORS,
+        OpenInferenceError,
     ),
 )
 
@@ -205,27 +244,40 @@ def document(openapi: dict[str, Any], doors: tuple[Door, ...] = DOORS) -> None:
     for door in doors:
         request, response = door.codec.request_model, door.codec.response_model
         schemas.update(_components(request, "validation") | _components(response, "serialization"))
+        schemas.update(_components(door.error_model, "serialization"))
         openapi["paths"][door.path] = {
             "post": {
                 "tags": [door.tag],
                 "summary": door.summary,
                 "description": door.description,
                 "operationId": re.sub(r"\W+", "_", f"{door.path}_post").strip("_"),
+                "security": [{BEARER_SCHEME: []}],
                 "parameters": [
                     {
                         "name": param,
                         "in": "path",
                         "required": True,
+                        "description": PARAMS[param],
                         "schema": {"type": "string", "pattern": PATH_PATTERNS[param].pattern},
                     }
                     for param in door.params
                 ],
                 "requestBody": {"required": True, "content": _json_ref(request)},
                 "responses": {
-                    "200": {"description": "Successful Response", "content": _json_ref(response)}
+                    "200": {"description": "The predictions", "content": _json_ref(response)},
+                    **{
+                        str(status): {
+                            "description": when,
+                            "content": _json_ref(door.error_model),
+                        }
+                        for status, when in sorted(door.errors.items())
+                    },
                 },
             }
         }
+
+
+PARAMS = {"name": "The model's name", "ref": "A version number or an alias"}
 
 
 def _components(model: type[BaseModel], mode: JsonSchemaMode) -> dict[str, Any]:

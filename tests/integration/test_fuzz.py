@@ -23,6 +23,7 @@ CHECKS = [
     checks.not_a_server_error,
     checks.response_schema_conformance,
     checks.content_type_conformance,
+    checks.status_code_conformance,  # every status a route answers is in its docs
 ]
 
 
@@ -56,6 +57,33 @@ def test_no_server_errors_and_every_response_matches_the_schema(operations: list
         fuzz(operation, check)
     print(f"fuzz: {sum(seen.values())} cases over {len(seen)} operations")
     assert len(seen) == len(operations) and sum(seen.values()) >= min(1000, 20 * EXAMPLES)
+
+
+def test_the_documented_examples_get_documented_answers(operations: list[Any]) -> None:
+    """The docs' examples (the job spec, predict's rows, ...) sent as they are: no 5xx, and
+    answers in the documented shapes and statuses."""
+    tried: Counter[str] = Counter()
+    for operation in operations:
+        if operation.path.endswith("/events"):  # a live stream: its own tests cover it
+            continue
+        for strategy in operation.get_strategies_from_examples(fill_missing=True):
+
+            @given(case=strategy)
+            @settings(
+                max_examples=5,
+                deadline=None,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
+            def run(case: Any) -> None:
+                tried[case.operation.label] += 1
+                case.call_and_validate(
+                    headers={"Authorization": f"Bearer {ADMIN_KEY}"}, checks=CHECKS
+                )
+
+            run()
+    print(f"examples: {sum(tried.values())} cases over {len(tried)} operations: {sorted(tried)}")
+    assert "POST /v1/jobs" in tried and "POST /v1/models/{name}/predict" in tried
 
 
 def test_every_protected_route_needs_a_key(operations: list[Any]) -> None:
