@@ -20,6 +20,8 @@ NO_DATASET = {404: "No dataset with this id in the caller's project (not_found)"
     responses=errors_for(
         507,
         when={
+            409: "The project has a dataset of this name (dataset_exists; details give its "
+            "id): delete it or choose another name",
             413: "The file is larger than TRAINSERVE_MAX_UPLOAD_BYTES (payload_too_large)",
             422: "A form field is invalid, or the file is not a dataset of its format: "
             "unreadable, empty, a missing target column, an unsafe path in a zip "
@@ -34,7 +36,12 @@ def upload_dataset(
     file: Annotated[UploadFile, File(description="The data, in the format named")],
     name: Annotated[
         str,
-        Form(min_length=1, max_length=100, pattern=TEXT_PATTERN, description="For people"),
+        Form(
+            min_length=1,
+            max_length=100,
+            pattern=TEXT_PATTERN,
+            description="For people; one dataset per name in a project",
+        ),
     ],
     dataset_format: Annotated[DatasetFormat, Form(alias="format", description="The file's")],
     target: Annotated[

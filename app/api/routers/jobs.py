@@ -50,7 +50,7 @@ EVENTS = (
                 "that does not exist, an arch that does not fit the data, past a limit "
                 "(validation_error, naming the field)",
                 429: "The project has as many queued and running jobs as it may "
-                "(too_many_requests; TRAINSERVE_MAX_ACTIVE_JOBS)",
+                "(too_many_requests; TRAINSERVE_MAX_ACTIVE_JOBS_PER_PROJECT)",
             },
         ),
     },
