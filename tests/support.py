@@ -9,11 +9,15 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
+import redis
+
+from app.core.migrate import upgrade
 
 PG_ADMIN_DSN = os.environ.get(
     "TRAINSERVE_TEST_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -291,3 +295,49 @@ def unique_name(prefix: str) -> str:
     """A dataset (or other resource) name no other test in this database has taken: names
     are unique per project."""
     return f"{prefix}-{secrets.token_hex(4)}"
+
+
+@dataclass
+class Served:
+    """`trainserve api` on a socket and `trainserve worker`, as api_and_worker started them."""
+
+    url: str
+    env: dict[str, str]  # the server's settings
+    api: Proc
+    worker: Proc
+
+    def logs(self) -> str:
+        return f"--- api ---\n{self.api.output()[-4000:]}\n--- worker ---\n{self.worker.output()[-4000:]}"
+
+
+@contextmanager
+def api_and_worker(workdir: Path, api_key: str, **settings: str) -> Iterator[Served]:
+    """A real stack on its own PostgreSQL database (migrated, then dropped) and Redis queue
+    (its keys deleted after): the API ready, the worker ready. `settings` are more TRAINSERVE_
+    settings (lease_s="60", ...)."""
+    queue = f"trainserve-test-{secrets.token_hex(4)}"
+    with pg_database() as db_url:
+        upgrade(db_url)
+        env = base_env(
+            database_url=db_url,
+            broker_url=REDIS_URL,
+            queue_name=queue,
+            data_dir=str(workdir / "data"),
+            api_key=api_key,
+            **settings,
+        )
+        port = free_port()
+        api = Proc([str(BIN), "api", "--port", str(port)], env, workdir / "api.log")
+        worker = Proc([str(BIN), "worker"], env, workdir / "worker.log")
+        try:
+            served = Served(f"http://127.0.0.1:{port}", env, api, worker)
+            wait_http_ok(f"{served.url}/readyz", api)
+            wait_until(lambda: "ready." in worker.output() or not worker.alive(), 90, "the worker")
+            assert worker.alive(), worker.output()
+            yield served
+        finally:
+            api.stop()
+            worker.stop()
+            broker = redis.Redis.from_url(REDIS_URL)
+            for key in broker.scan_iter(f"*{queue}*"):
+                broker.delete(key)

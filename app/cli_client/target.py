@@ -97,21 +97,15 @@ def api_failure(exc: TrainserveError, target: Target) -> Failure:
 
 
 def _detail_lines(details: Any) -> list[str]:
-    if details is None:
-        return []
-    if isinstance(details, list) and all(isinstance(d, dict) and "msg" in d for d in details):
-        return [f"{_field(d)}: {d['msg']}" for d in details]
-    return [json.dumps(details, default=str)]
-
-
-def _field(detail: dict[str, Any]) -> str:
-    """A 422 detail's field as the user wrote it: `training.optimizer.lr`, `inputs[0]`."""
-    if detail.get("field"):
-        return str(detail["field"])
-    out = ""
-    for part in detail.get("loc") or ["body"]:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
-    return out
+    """Each problem of the API's details ({field, message, type, ...}) as `field: message`,
+    or its message alone when it is no one field's."""
+    if not isinstance(details, list):
+        return [] if details is None else [json.dumps(details, default=str)]
+    return [
+        f"{d['field']}: {d['message']}" if d.get("field") else str(d.get("message", d))
+        for d in details
+        if isinstance(d, dict)
+    ]
 
 
 def unreachable(exc: Exception, target: Target, extra_hints: list[str]) -> Failure:

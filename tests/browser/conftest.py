@@ -7,7 +7,6 @@ Every test's page is watched: console errors, uncaught exceptions, failed reques
 answers of 400 or more are collected, and no requested URL may hold the key."""
 
 import os
-import secrets
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,22 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from app.core.migrate import upgrade
-from tests.integration.conftest import ADMIN_KEY, start_worker
-from tests.support import (
-    BIN,
-    REDIS_URL,
-    Proc,
-    base_env,
-    free_port,
-    pg_database,
-    seed_spec,
-    wait_http_ok,
-    wait_until,
-)
+from tests.integration.conftest import ADMIN_KEY
+from tests.support import Proc, Served, api_and_worker, seed_spec, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 MODEL = "ui-digits"
@@ -39,13 +26,19 @@ MODEL = "ui-digits"
 
 @dataclass
 class Stack:
-    url: str
-    api: Proc
-    worker: Proc
+    served: Served
     http: httpx.Client
 
+    @property
+    def url(self) -> str:
+        return self.served.url
+
+    @property
+    def worker(self) -> Proc:
+        return self.served.worker
+
     def logs(self) -> str:
-        return f"--- api ---\n{self.api.output()[-4000:]}\n--- worker ---\n{self.worker.output()[-4000:]}"
+        return self.served.logs()
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
         response = self.http.post("/v1/jobs", json=spec)
@@ -88,34 +81,11 @@ def small_spec(name: str, epochs: int, **training: Any) -> dict[str, Any]:
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = tmp_path_factory.mktemp("browser-stack")
-    queue = f"trainserve-test-{secrets.token_hex(4)}"
-    with pg_database() as db_url:
-        upgrade(db_url)
-        env = base_env(
-            database_url=db_url,
-            broker_url=REDIS_URL,
-            queue_name=queue,
-            data_dir=str(workdir / "data"),
-            api_key=ADMIN_KEY,
-            lease_s="60",  # a test pauses the worker (SIGSTOP) mid-job: no requeue meanwhile
-        )
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        api = Proc([str(BIN), "api", "--port", str(port)], env, workdir / "api.log")
-        worker = start_worker(env, workdir / "worker.log")
-        http = httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
-        )
-        try:
-            wait_http_ok(f"{url}/readyz", api)
-            yield Stack(url, api, worker, http)
-        finally:
-            http.close()
-            api.stop()
-            worker.stop()
-            broker = redis.Redis.from_url(REDIS_URL)
-            for key in broker.scan_iter(f"*{queue}*"):
-                broker.delete(key)
+    # lease_s: a test pauses the worker (SIGSTOP) mid-job, and nothing may requeue it meanwhile
+    with api_and_worker(workdir, ADMIN_KEY, lease_s="60") as served:
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        with httpx.Client(base_url=served.url, headers=headers, timeout=30) as http:
+            yield Stack(served, http)
 
 
 @pytest.fixture(scope="package")

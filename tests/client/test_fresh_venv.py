@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from trainserve_client import __version__
 
-from tests.client.conftest import CLIENT_SRC, Stack
+from tests.client.conftest import Stack
 from tests.integration.conftest import ADMIN_KEY
 from tests.support import held_out_digits
 
-CLIENT = CLIENT_SRC.parent
+CLIENT = Path(__file__).resolve().parents[2] / "clients" / "python"
 SCRIPT = textwrap.dedent(
     """
     import json, sys

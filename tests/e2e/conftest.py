@@ -12,17 +12,17 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.core.migrate import upgrade
 from tests.support import (
     BIN,
     REDIS_URL,
     Api,
     Proc,
+    Served,
+    api_and_worker,
     base_env,
     free_port,
     pg_database,
     wait_http_ok,
-    wait_until,
 )
 
 
@@ -107,7 +107,7 @@ class CliStack:
     key: str
     server_env: dict[str, str]  # the server's settings (the keys --database path needs them)
     workdir: Path
-    procs: dict[str, Proc] = field(default_factory=dict)
+    served: Served
 
     def client_env(self, **extra: str) -> dict[str, str]:
         """A client's environment: the API's URL and key, none of the server's settings."""
@@ -153,35 +153,12 @@ class CliStack:
         return Api(self.url, self.key)
 
     def logs(self) -> str:
-        return "\n".join(f"--- {name} ---\n{p.output()[-4000:]}" for name, p in self.procs.items())
+        return self.served.logs()
 
 
 @pytest.fixture(scope="package")
 def cli_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliStack]:
     workdir = tmp_path_factory.mktemp("cli-stack")
-    queue = f"trainserve-test-{secrets.token_hex(4)}"
     key = f"ts_{secrets.token_urlsafe(24)}"
-    with pg_database() as db_url:
-        upgrade(db_url)
-        env = base_env(
-            database_url=db_url,
-            broker_url=REDIS_URL,
-            queue_name=queue,
-            data_dir=str(workdir / "data"),
-            api_key=key,
-        )
-        port = free_port()
-        stack = CliStack(f"http://127.0.0.1:{port}", key, env, workdir)
-        stack.procs["api"] = Proc([str(BIN), "api", "--port", str(port)], env, workdir / "api.log")
-        stack.procs["worker"] = worker = Proc([str(BIN), "worker"], env, workdir / "worker.log")
-        try:
-            wait_http_ok(f"{stack.url}/readyz", stack.procs["api"])
-            wait_until(lambda: "ready." in worker.output() or not worker.alive(), 90, "the worker")
-            assert worker.alive(), worker.output()
-            yield stack
-        finally:
-            for proc in stack.procs.values():
-                proc.stop()
-            broker = redis.Redis.from_url(REDIS_URL)
-            for name in broker.scan_iter(f"*{queue}*"):
-                broker.delete(name)
+    with api_and_worker(workdir, key) as served:
+        yield CliStack(served.url, key, served.env, workdir, served)
