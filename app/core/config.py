@@ -351,6 +351,20 @@ class Settings(BaseSettings):
             self.broker_dir.mkdir(parents=True, exist_ok=True)
             (self.data_dir / "broker-control").mkdir(parents=True, exist_ok=True)
 
+    # The artifact store (app/storage); at the end of the class to keep this edit small.
+    artifact_store: str = Field(
+        "",
+        description="Where artifacts are kept: empty for DATA_DIR/artifacts, an absolute "
+        "folder, or s3://bucket/prefix (endpoint and credentials from the AWS_* variables). "
+        "Read by app.storage.store_from_url; datasets, checkpoints and bundles do not use it yet.",
+    )
+    artifact_cache_bytes: int = Field(
+        10 * 1024**3,
+        ge=0,
+        description="Each host's read cache of fetched S3 objects (DATA_DIR/artifact-cache) is "
+        "kept under this many bytes, least recently used files evicted first.",
+    )
+
 
 @lru_cache
 def get_settings() -> Settings:

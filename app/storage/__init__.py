@@ -1,0 +1,34 @@
+"""The artifact store: where datasets, checkpoints and model bundles live, as a folder on
+this host or as objects in S3 (or MinIO, Ceph, R2), behind one interface. A put publishes
+whole objects only; a fetch hands back a local file whose sha256 it has checked.
+
+Not yet used by datasets, checkpoints or bundles (docs/architecture.md, "Artifact store")."""
+
+from app.storage.base import ArtifactStore, Stored
+from app.storage.cache import ReadCache
+from app.storage.errors import (
+    ArtifactNotFound,
+    CorruptArtifact,
+    InvalidKey,
+    StoreError,
+    StoreUnavailable,
+)
+from app.storage.keys import validate_key
+from app.storage.local import LocalStore
+from app.storage.s3 import S3Store
+from app.storage.url import store_from_url
+
+__all__ = [
+    "ArtifactNotFound",
+    "ArtifactStore",
+    "CorruptArtifact",
+    "InvalidKey",
+    "LocalStore",
+    "ReadCache",
+    "S3Store",
+    "StoreError",
+    "StoreUnavailable",
+    "Stored",
+    "store_from_url",
+    "validate_key",
+]
