@@ -32,7 +32,12 @@ class Job(Base):
     # attempt doubles as the fencing token: only the holder of the current attempt may write.
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    # the worker pool its messages go to (app/core/pools.py; None: the default pool), from
+    # its spec, so the reaper resends and requeues to the same queue
+    pool: Mapped[str | None] = mapped_column(String(64))
     worker_id: Mapped[str | None] = mapped_column(String(200))
+    # the worker node (workers.id) whose pool child holds the current attempt
+    node_id: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(default=False)

@@ -2,6 +2,7 @@
 migrations produce exactly the tables the ORM models declare."""
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -227,3 +228,58 @@ def test_datasets_that_shared_a_name_keep_every_row_under_names_of_their_own(
             "eeeeeeee-5": "houses",
         }
         downgrade(url, "0006")
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_worker_pools_migrate_up_and_down_keeping_jobs_and_workers(
+    backend: str, tmp_path: Path
+) -> None:
+    """0008: jobs and workers from before are in the default pool (NULL), a worker's devices
+    start empty until its next heartbeat; downgraded, the rows stay and the columns go."""
+    with contextlib.ExitStack() as stack:
+        url = (
+            f"sqlite:///{tmp_path / 'pools.db'}"
+            if backend == "sqlite"
+            else stack.enter_context(pg_database())
+        )
+        upgrade(url, "0007")
+        stamp = "2026-11-30 12:00:00" + ("+00:00" if backend == "postgresql" else "")
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, model_name, project, status, spec, attempt, "
+                    "max_attempts, cancel_requested, progress, metrics, report, created_at, "
+                    "updated_at) VALUES ('j1', 'm', 'default', 'queued', '{}', 0, 3, false, "
+                    "'{}', '{}', '{}', :t, :t)"
+                ),
+                {"t": stamp},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO workers (id, hostname, cuda_devices, concurrency, draining, "
+                    "started_at, last_seen) VALUES ('h:1', 'h', 0, 2, false, :t, :t)"
+                ),
+                {"t": stamp},
+            )
+        engine.dispose()
+        upgrade(url)
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            job = conn.execute(text("SELECT pool, node_id FROM jobs")).one()
+            worker = conn.execute(text("SELECT pool, devices, concurrency FROM workers")).one()
+        engine.dispose()
+        assert tuple(job) == (None, None)
+        devices = worker.devices if backend == "postgresql" else json.loads(worker.devices)
+        assert (worker.pool, devices, worker.concurrency) == (None, [], 2)
+        downgrade(url, "0007")
+        engine = make_engine(url)
+        try:
+            columns = {c["name"] for c in inspect(engine).get_columns("jobs")}
+            assert {"pool", "node_id"}.isdisjoint(columns)
+            assert "devices" not in {c["name"] for c in inspect(engine).get_columns("workers")}
+            with engine.connect() as conn:
+                assert conn.scalar(text("SELECT count(*) FROM jobs")) == 1
+                assert conn.scalar(text("SELECT count(*) FROM workers")) == 1
+        finally:
+            engine.dispose()
