@@ -3,6 +3,7 @@ api, worker, db, base-models) and the client's (jobs, datasets, models, keys: ap
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,6 +18,7 @@ import click
 
 from app.cli_client import register
 from app.core.config import Settings, get_settings
+from app.core.pools import POOL_PATTERN, queue_for
 from app.core.version import VERSION
 
 
@@ -27,7 +29,7 @@ def _settings(data_dir: Path | None) -> Settings:
     return get_settings()
 
 
-def worker_command(concurrency: int = 1) -> list[str]:
+def worker_command(concurrency: int = 1, queue: str | None = None) -> list[str]:
     # Runs the worker by module path: app never imports worker.
     return [
         sys.executable,
@@ -44,6 +46,7 @@ def worker_command(concurrency: int = 1) -> list[str]:
         "--without-mingle",
         "--hostname",
         f"trainserve-{os.getpid()}-%i@%h",
+        *(["--queues", queue] if queue else []),
     ]
 
 
@@ -75,6 +78,7 @@ def up(host: str, port: int, data_dir: Path | None, workers: int) -> None:
     from app.main import create_app, prepare
     from app.services.bootstrap import ensure_admin_key
 
+    os.environ.pop("TRAINSERVE_WORKER_POOL", None)  # its workers are the default pool's
     settings = _settings(data_dir)
     prepare(settings)
     ensure_admin_key(settings, click.echo)
@@ -192,10 +196,35 @@ def _share_metrics(folder: Path) -> None:
     type=click.IntRange(1, 64),
     help="jobs at once; run one worker per GPU instead where there are GPUs",
 )
-def worker(concurrency: int) -> None:
-    """Run a Celery worker that trains jobs."""
-    get_settings().ensure_dirs()
-    command = worker_command(concurrency)
+@click.option(
+    "--pool",
+    default=None,
+    envvar="TRAINSERVE_WORKER_POOL",
+    help="take jobs whose spec names this training.pool (e.g. gpu, h200); default: the "
+    "default pool, jobs that name none",
+)
+@click.option(
+    "--gpus",
+    default=None,
+    help="CUDA devices this worker sees, e.g. 0 or 0,1 (CUDA_VISIBLE_DEVICES, set before torch "
+    "starts); one process sees them all: start one worker per GPU for one job per GPU",
+)
+def worker(concurrency: int, pool: str | None, gpus: str | None) -> None:
+    """Run a Celery worker that trains jobs (of one pool)."""
+    if pool is not None and not re.fullmatch(POOL_PATTERN, pool):
+        raise click.BadParameter("letters, digits, '_' and '-', at most 64", param_hint="--pool")
+    if gpus is not None and not re.fullmatch(r"\d+(,\d+)*", gpus):
+        raise click.BadParameter(
+            "device numbers separated by commas, e.g. 0,1", param_hint="--gpus"
+        )
+    if pool is not None:
+        os.environ["TRAINSERVE_WORKER_POOL"] = pool
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus  # inherited by the exec'd worker, before torch
+    get_settings.cache_clear()
+    settings = get_settings()
+    settings.ensure_dirs()
+    command = worker_command(concurrency, queue_for(settings.queue_name, settings.worker_pool))
     os.execv(command[0], command)
 
 

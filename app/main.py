@@ -22,6 +22,7 @@ from app.api.routers import (
     models,
     open_inference,
     ui,
+    workers,
 )
 from app.core.config import Settings, get_settings
 from app.core.db import session_scope
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         base_models.router,
         generate.router,
         keys.router,
+        workers.router,
         open_inference.router,
         ui.router,
     ):

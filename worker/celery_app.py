@@ -12,6 +12,7 @@ from celery import Celery, signals
 
 from app.core.config import get_settings
 from app.core.db import get_engine
+from app.core.pools import queue_for
 from app.services.queue import celery_config
 from worker.node import NodeHeartbeat, ReaperLoop, node_id, pin_node_id
 
@@ -22,6 +23,8 @@ def create_celery() -> Celery:
     app = Celery("trainserve")
     app.conf.update(celery_config(settings))
     app.conf.update(worker_max_tasks_per_child=1, worker_concurrency=1)
+    # What this worker consumes without -Q: its pool's queue (TRAINSERVE_WORKER_POOL).
+    app.conf.task_default_queue = queue_for(settings.queue_name, settings.worker_pool)
     app.conf.include = ["worker.tasks"]
     return app
 
@@ -51,7 +54,7 @@ _reaper: ReaperLoop | None = None
 @signals.worker_ready.connect
 def _start_supervision(sender: Any = None, **_: Any) -> None:
     global _heartbeat, _reaper
-    _heartbeat = NodeHeartbeat(node_id(), _pool_size(sender))
+    _heartbeat = NodeHeartbeat(node_id(), _pool_size(sender), get_settings().worker_pool)
     _heartbeat.start()
     _reaper = ReaperLoop(node_id(), get_settings())
     _reaper.start()

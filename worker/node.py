@@ -1,11 +1,15 @@
 """This worker node: its one identity, and what runs beside the pool in its main process:
-its row in `workers` (what it can train on, whether it is draining) kept fresh by a
-heartbeat, and the reaper, which runs in whichever worker holds the reaper lock.
+its row in `workers` (its pool, the devices it can train on, how many jobs it runs at once,
+whether it is draining) kept fresh by a heartbeat, and the reaper, which runs in whichever
+worker holds the reaper lock.
 
-The CUDA probe runs in a short-lived subprocess: asking torch in this (prefork parent)
-process would initialize CUDA, and children forked after that cannot use it.
+The device probe runs in a short-lived subprocess: asking torch in this (prefork parent)
+process would initialize CUDA, and children forked after that cannot use it. The subprocess
+inherits this process's CUDA_VISIBLE_DEVICES (`trainserve worker --gpus`), so it sees what
+the pool children will.
 """
 
+import json
 import logging
 import os
 import socket
@@ -19,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.db import db_now, session_scope, upsert
+from app.core.pools import pool_key
 from app.models.base import utcnow
 from app.models.worker import WorkerNode
 from app.services import reaper
@@ -51,27 +56,36 @@ def process_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def probe_cuda_devices() -> int:
-    probe = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
+_PROBE = """
+import json, torch
+n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+print(json.dumps([f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(n)] or ["cpu"]))
+"""
+
+
+def probe_devices() -> list[str]:
+    """What torch sees here: ["cpu"], or ["cuda:0 NVIDIA H200", ...]."""
     try:
         out = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120
         )
-        return int(out.stdout.strip() or 0)
-    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        log.warning("could not probe CUDA devices (%s); advertising none", exc)
-        return 0
+        devices = json.loads(out.stdout.strip().splitlines()[-1])
+        return [str(d) for d in devices] if isinstance(devices, list) and devices else ["cpu"]
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
+        log.warning("could not probe devices (%s); advertising cpu only", exc)
+        return ["cpu"]
 
 
 class NodeHeartbeat:
-    def __init__(self, node_id: str, concurrency: int = 1) -> None:
+    def __init__(self, node_id: str, concurrency: int = 1, pool: str | None = None) -> None:
         self.node_id = node_id
         self.concurrency = concurrency
-        self.cuda_devices = 0
+        self.pool = pool_key(pool)
+        self.devices = ["cpu"]
         self._stop = threading.Event()
 
     def start(self) -> None:
-        self.cuda_devices = probe_cuda_devices()
+        self.devices = probe_devices()
         threading.Thread(target=self._run, name="node-heartbeat", daemon=True).start()
 
     def stop(self) -> None:
@@ -116,7 +130,7 @@ class NodeHeartbeat:
                 WorkerNode,
                 self._row_values(session),
                 ["id"],
-                ["cuda_devices", "concurrency", "last_seen"],
+                ["pool", "cuda_devices", "devices", "concurrency", "last_seen"],
             )
 
     def _row_values(self, session: Session) -> dict[str, object]:
@@ -124,7 +138,9 @@ class NodeHeartbeat:
         return {
             "id": self.node_id,
             "hostname": socket.gethostname(),
-            "cuda_devices": self.cuda_devices,
+            "pool": self.pool,
+            "cuda_devices": sum(d.startswith("cuda:") for d in self.devices),
+            "devices": self.devices,
             "concurrency": self.concurrency,
             "draining": False,
             "started_at": utcnow(),

@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.pools import POOL_PATTERN
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRAINSERVE_", extra="ignore")
@@ -44,7 +46,17 @@ class Settings(BaseSettings):
         description="Seconds between polls of the embedded filesystem broker, which delivers "
         "about one message per poll. Not used with `BROKER_URL`.",
     )
-    queue_name: str = Field("trainserve", description="Celery queue that job messages go to.")
+    queue_name: str = Field(
+        "trainserve",
+        description="Celery queue that job messages go to; a pool's jobs go to "
+        "`<QUEUE_NAME>.pool.<pool>`.",
+    )
+    worker_pool: str | None = Field(
+        None,
+        pattern=POOL_PATTERN,
+        description="The pool a worker takes jobs from (`trainserve worker --pool` sets it); "
+        "unset: the default pool, jobs without `training.pool`.",
+    )
 
     # A running job's worker renews its lease every heartbeat_s from a thread of its own,
     # whatever training is doing; a lease that lapsed (on the database's clock) means the

@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from app.core.kinds import Arch, Finetune, Head, Task  # the spec names them (re-exported)
+from app.core.pools import POOL_PATTERN
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
@@ -301,6 +302,12 @@ class TrainingConfig(Strict):
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where it trains; auto: CUDA when the worker has it"
+    )
+    pool: str | None = Field(
+        None,
+        pattern=POOL_PATTERN,
+        description="The worker pool to train in (`trainserve worker --pool NAME`); a named "
+        "pool needs a live worker at submission; none or 'default': the default pool",
     )
     compile: bool = Field(
         False, description="torch.compile the model (CUDA only; numerics may differ slightly)"

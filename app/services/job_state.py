@@ -17,7 +17,7 @@ from app.core.db import db_now, execute_update
 from app.models import Job, JobEvent, JobMetric, JobStatus, WorkerNode
 from app.models.base import utcnow
 from app.services import registry
-from app.services.queue import TRAIN_TASK, enqueue_after_commit
+from app.services.queue import enqueue_job
 
 
 class LeaseLost(Exception):
@@ -53,8 +53,11 @@ def attempt_event(session: Session, job_id: str, attempt: int, kind: str, messag
     add_event(session, job_id, attempt, kind, message)
 
 
-def claim(session: Session, job_id: str, worker_id: str, lease_s: float) -> Claim | None:
-    """Take a queued job. Returns None when it is not queued (a second delivery: a no-op)."""
+def claim(
+    session: Session, job_id: str, worker_id: str, lease_s: float, node_id: str | None = None
+) -> Claim | None:
+    """Take a queued job for a pool child (worker_id) of a node (node_id: what GET /v1/workers
+    shows it running). Returns None when it is not queued (a second delivery: a no-op)."""
     job = session.get(Job, job_id)
     if job is None:
         return None
@@ -67,6 +70,7 @@ def claim(session: Session, job_id: str, worker_id: str, lease_s: float) -> Clai
             status=JobStatus.running,
             attempt=attempt,
             worker_id=worker_id,
+            node_id=node_id,
             heartbeat_at=db_now(session),
             lease_expires_at=db_now(session, lease_s),
             started_at=func.coalesce(Job.started_at, db_now(session)),
@@ -144,11 +148,16 @@ def requeue(
         attempt,
         status=JobStatus.queued,
         worker_id=None,
+        node_id=None,
         lease_expires_at=None,
         enqueued_at=db_now(session, delay_s),
     )
     add_event(session, job_id, attempt, kind, f"{reason}; requeued as attempt {attempt + 1}")
-    enqueue_after_commit(session, TRAIN_TASK, [job_id], countdown_s=delay_s)
+    enqueue_job(session, job_id, _pool_of(session, job_id), countdown_s=delay_s)
+
+
+def _pool_of(session: Session, job_id: str) -> str | None:
+    return session.scalar(select(Job.pool).where(Job.id == job_id))
 
 
 def retry_later(session: Session, job_id: str, attempt: int, reason: str, delay_s: float) -> None:
@@ -262,12 +271,13 @@ def recover_lapsed(session: Session, job: Job, now: Any) -> Literal["failed", "r
         kind = "failed"
     else:
         message = f"{lost}; requeued as attempt {job.attempt + 1}"
-        values = {"status": JobStatus.queued, "worker_id": None, "enqueued_at": now}
+        values = {"status": JobStatus.queued, "worker_id": None, "node_id": None}
+        values["enqueued_at"] = now
         kind = "requeued"
     statement = still_lapsed.values(lease_expires_at=None, updated_at=utcnow(), **values)
     if not execute_update(session, statement):
         return None
     add_event(session, job.id, job.attempt, kind, message)
     if kind == "requeued":
-        enqueue_after_commit(session, TRAIN_TASK, [job.id])
+        enqueue_job(session, job.id, job.pool)
     return kind

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from app.core.config import Settings
 from app.core.db import db_now, execute_update, insert_or_ignore, serialize
 from app.core.errors import Conflict, NotFound, TooManyRequests, invalid_field
+from app.core.pools import pool_key
 from app.models import TERMINAL, Job, JobEvent, JobMetric, JobStatus
 from app.models.base import new_id, utcnow
 from app.schemas.job import Arch, JobSpec
@@ -17,7 +18,7 @@ from app.services.dataset_catalog import dataset_info
 from app.services.job_state import add_event
 from app.services.pagination import paginate
 from app.services.pretrained_checks import check_pretrained
-from app.services.queue import TRAIN_TASK, enqueue_after_commit
+from app.services.queue import enqueue_job
 from app.services.warm_start import check_init
 
 
@@ -48,7 +49,7 @@ def validate_spec(
     info = dataset_info(session, spec.dataset, tenant)
     name = spec.dataset.builtin or spec.dataset.id or ""
     spec_checks.check_fit(spec, info.kind, info.task, info.classes, name)
-    spec_checks.check_device(session, training.device)
+    spec_checks.check_workers(session, training.pool, training.device)
     where = project or tenant or "default"
     if spec.model.arch == Arch.pretrained:
         spec = check_pretrained(session, spec, info, settings, where)
@@ -82,7 +83,7 @@ def submit_job(
         return _same_job(existing, body), False
     _check_active_limit(session, principal.project, settings.max_active_jobs_per_project)
     add_event(session, job_id, 0, "queued", "job accepted and queued")
-    enqueue_after_commit(session, TRAIN_TASK, [job_id])
+    enqueue_job(session, job_id, pool_key(spec.training.pool))
     job = session.get(Job, job_id)
     assert job is not None
     return job, True
@@ -102,6 +103,7 @@ def _insert_job(
         "id": job_id,
         "model_name": spec.model_name,
         "spec": body,
+        "pool": pool_key(spec.training.pool),
         "project": principal.project,
         "created_by": principal.key_id,
         "idempotency_key": scoped_key,

@@ -18,12 +18,18 @@ Row = TypeVar("Row")
 
 
 def paginate(
-    session: Session, query: Select[Row], model: Any, limit: int, cursor: str | None
+    session: Session,
+    query: Select[Row],
+    model: Any,
+    limit: int,
+    cursor: str | None,
+    ids: re.Pattern[str] = ID,
 ) -> tuple[list[Row], str | None]:
-    """`model` has created_at and id columns; returns (rows, the cursor of the next page)."""
+    """`model` has created_at and id columns, its ids match `ids`; returns (rows, the cursor
+    of the next page)."""
     query = query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
     if cursor:
-        created_at, last_id = _decode(cursor)
+        created_at, last_id = _decode(cursor, ids)
         query = query.where(
             (model.created_at < created_at)
             | ((model.created_at == created_at) & (model.id < last_id))
@@ -38,14 +44,14 @@ def _encode(row: Any) -> str:
     return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
 
 
-def _decode(cursor: str) -> tuple[datetime, str]:
+def _decode(cursor: str, ids: re.Pattern[str]) -> tuple[datetime, str]:
     try:
         raw = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
         created_at, last_id = raw.split("|", 1)
         when = datetime.fromisoformat(created_at)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _bad_cursor() from exc
-    if when.tzinfo is None or not ID.match(last_id):
+    if when.tzinfo is None or not ids.match(last_id):
         raise _bad_cursor()
     return when, last_id
 

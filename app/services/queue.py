@@ -1,4 +1,5 @@
-"""Job transport. The API sends tasks by name, after the commit, carrying ids only.
+"""Job transport. The API sends tasks by name, after the commit, carrying ids only, to the
+queue of the job's worker pool (app/core/pools.py).
 
 The database is the truth: a message that is lost is recovered from the job row, so a
 failed publish is logged, not raised into a request whose transaction already committed.
@@ -13,6 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings, get_settings
+from app.core.pools import queue_for
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +51,12 @@ def producer() -> Celery:
     )
 
 
-def send_task(name: str, args: list[Any], countdown_s: float = 0) -> None:
+def send_task(name: str, args: list[Any], countdown_s: float = 0, pool: str | None = None) -> None:
+    """Send to the pool's queue (the default pool: the settings' queue_name)."""
     producer().send_task(
         name,
         args=args,
+        queue=queue_for(get_settings().queue_name, pool),
         countdown=countdown_s or None,
         retry=True,
         retry_policy={"max_retries": 3, "interval_start": 0.1, "interval_step": 0.5},
@@ -60,18 +64,24 @@ def send_task(name: str, args: list[Any], countdown_s: float = 0) -> None:
 
 
 def enqueue_after_commit(
-    session: Session, name: str, args: list[Any], countdown_s: float = 0
+    session: Session, name: str, args: list[Any], countdown_s: float = 0, pool: str | None = None
 ) -> None:
-    """Send the task once this session's transaction has committed, never before (and to be
-    run no sooner than countdown_s after)."""
-    session.info.setdefault(_PENDING, []).append((name, args, countdown_s))
+    """Send the task to the pool's queue once this session's transaction has committed, never
+    before (and to be run no sooner than countdown_s after)."""
+    session.info.setdefault(_PENDING, []).append((name, args, countdown_s, pool))
+
+
+def enqueue_job(session: Session, job_id: str, pool: str | None, countdown_s: float = 0) -> None:
+    """A job's training task, to its pool's queue, after the commit: every send of a job (the
+    submission, a requeue, the reaper's resend) comes through here with the job's pool."""
+    enqueue_after_commit(session, TRAIN_TASK, [job_id], countdown_s, pool)
 
 
 @event.listens_for(Session, "after_commit")
 def _publish_pending(session: Session) -> None:
-    for name, args, countdown_s in session.info.pop(_PENDING, []):
+    for name, args, countdown_s, pool in session.info.pop(_PENDING, []):
         try:
-            send_task(name, args, countdown_s)
+            send_task(name, args, countdown_s, pool)
         except Exception:
             log.exception("could not publish %s%s; the job row keeps it queued", name, args)
 

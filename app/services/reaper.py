@@ -4,10 +4,11 @@
   as the next attempt, which resumes from its last checkpoint; after max_attempts it fails
   with reason worker_lost.
 - A queued job not claimed requeue_after_s after its message was sent (the broker lost it,
-  or the process died between commit and publish) is sent again, but only while some live
-  worker has room for it: while every worker is busy, its message is waiting in the queue,
-  not lost, and sending it again would only pile up duplicates. A duplicate is harmless
-  anyway: the claim is a guarded UPDATE, and the worker drops it before it takes a process.
+  or the process died between commit and publish) is sent again, to its pool's queue, but
+  only while some live worker of that pool has room for it: while every worker is busy, its
+  message is waiting in the queue, not lost, and sending it again would only pile up
+  duplicates. A duplicate is harmless anyway: the claim is a guarded UPDATE, and the worker
+  drops it before it takes a process.
 
 Leases are judged on the database's clock, like the heartbeats that renew them, so hosts
 whose clocks disagree do not reap each other's live jobs. One process reaps at a time: it
@@ -27,7 +28,7 @@ from app.models import Job, JobStatus, LeaderLock, WorkerNode
 from app.models.base import UTCDateTime, utcnow
 from app.models.worker import WORKER_FRESH_S
 from app.services import job_state
-from app.services.queue import TRAIN_TASK, enqueue_after_commit
+from app.services.queue import enqueue_job
 
 LOCK = "reaper"
 
@@ -72,7 +73,7 @@ def reap(session: Session, settings: Settings, now: datetime | None = None) -> R
             (result.failed if outcome == "failed" else result.requeued).append(job.id)
     for job in _plausibly_lost(session, settings, clock):
         job.enqueued_at = clock()  # evaluated in the UPDATE
-        enqueue_after_commit(session, TRAIN_TASK, [job.id])
+        enqueue_job(session, job.id, job.pool)
         job_state.add_event(
             session, job.id, job.attempt, "resent", "still queued; its message was sent again"
         )
@@ -92,26 +93,47 @@ class _Clock:
 
 
 def _plausibly_lost(session: Session, settings: Settings, clock: _Clock) -> list[Job]:
-    """Queued jobs sent long ago, as many as the live workers have room for right now."""
-    room = idle_capacity(session, clock)
-    if room <= 0:
-        return []
-    query = (
-        select(Job)
-        .where(Job.status == JobStatus.queued, Job.enqueued_at < clock(-settings.requeue_after_s))
-        .order_by(Job.enqueued_at)
-        .limit(room)
-    )
-    return list(session.scalars(query))
+    """Queued jobs sent long ago, in each pool as many as its live workers have room for."""
+    lost: list[Job] = []
+    for pool, room in idle_capacity(session, clock).items():
+        if room <= 0:
+            continue
+        query = (
+            select(Job)
+            .where(
+                Job.status == JobStatus.queued,
+                Job.enqueued_at < clock(-settings.requeue_after_s),
+                _in_pool(pool),
+            )
+            .order_by(Job.enqueued_at)
+            .limit(room)
+        )
+        lost.extend(session.scalars(query))
+    return lost
 
 
-def idle_capacity(session: Session, clock: _Clock | None = None) -> int:
-    """Jobs the live workers could take now: their concurrency less the jobs running."""
+def idle_capacity(session: Session, clock: _Clock | None = None) -> dict[str | None, int]:
+    """Jobs each pool's live workers could take now (None: the default pool): their
+    concurrency less the pool's jobs running."""
     clock = clock or _Clock(session, None)
     fresh = WorkerNode.last_seen >= clock(-WORKER_FRESH_S)
-    slots = session.scalar(select(func.coalesce(func.sum(WorkerNode.concurrency), 0)).where(fresh))
-    running = session.scalar(select(func.count()).where(Job.status == JobStatus.running))
-    return int(slots or 0) - int(running or 0)
+    slots = session.execute(
+        select(WorkerNode.pool, func.sum(WorkerNode.concurrency))
+        .where(fresh)
+        .group_by(WorkerNode.pool)
+    )
+    room: dict[str | None, int] = {pool: int(n or 0) for pool, n in slots}
+    running = session.execute(
+        select(Job.pool, func.count()).where(Job.status == JobStatus.running).group_by(Job.pool)
+    )
+    for pool, n in running:
+        if pool in room:
+            room[pool] -= int(n)
+    return room
+
+
+def _in_pool(pool: str | None) -> ColumnElement[bool]:
+    return Job.pool.is_(None) if pool is None else Job.pool == pool
 
 
 def _lapsed(session: Session, clock: _Clock) -> list[Job]:

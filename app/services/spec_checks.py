@@ -4,18 +4,17 @@ alone cannot see, refused at submission (422 naming the field) so no worker ever
 import math
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.db import db_now
 from app.core.errors import Unprocessable, invalid_field
 from app.core.kinds import IMAGE_ARCHS, Arch, Task
+from app.core.pools import pool_key, pool_label
 from app.ml.footprint import Footprint, estimate
 from app.ml.zoo import arch_options
-from app.models.worker import WORKER_FRESH_S, WorkerNode
 from app.schemas.dataset import DataKind
 from app.schemas.job import JobSpec
+from app.services import workers
 from app.services.dataset_catalog import DatasetInfo
 
 ARCH_KINDS = {
@@ -143,21 +142,26 @@ def _check_early_stopping(spec: JobSpec, task: Task) -> None:
         )
 
 
-def check_device(session: Session, device: str) -> None:
-    """A job that asks for CUDA is refused unless a live worker has a CUDA GPU."""
+def check_workers(session: Session, pool: str | None, device: str) -> None:
+    """A job is refused when no live worker could run it: a named pool needs a live worker
+    of its own, and a CUDA job a live worker with a GPU in its pool (named or default). The
+    default pool with no worker at all is accepted, and waits in the queue, as it always
+    did (`trainserve up` starts its workers after the API, tests submit before)."""
+    key = pool_key(pool)
+    if key is not None and key not in (pools := workers.live_pools(session)):
+        raise invalid_field(
+            "training.pool",
+            f"no live worker in pool '{key}'; live pools: {workers.describe(pools)}",
+        )
     if device != "cuda":
         return
-    gpu = session.scalar(
-        select(WorkerNode.id)
-        .where(
-            WorkerNode.cuda_devices > 0,
-            WorkerNode.last_seen >= db_now(session, -WORKER_FRESH_S),
-        )
-        .limit(1)
-    )
-    if gpu is None:
+    gpus = workers.live_pools(session, cuda=True)
+    if pool_label(key) not in gpus:
+        where = f"in pool '{pool_label(key)}'"
+        elsewhere = f"; pools with one: {workers.describe(gpus)}" if gpus else ""
         raise invalid_field(
-            "training.device", "no running worker has a CUDA GPU; use 'auto' or 'cpu'"
+            "training.device",
+            f"no running worker has a CUDA GPU {where}; use 'auto' or 'cpu'{elsewhere}",
         )
 
 

@@ -60,7 +60,7 @@ class Outcome:
 
 def run_job(job_id: str, settings: Settings) -> None:
     with session_scope() as session:
-        claim = job_state.claim(session, job_id, process_id(), settings.lease_s)
+        claim = job_state.claim(session, job_id, process_id(), settings.lease_s, node_id())
     if claim is None:
         log.info("job %s is not queued; nothing to do (duplicate or stale message)", job_id)
         return
