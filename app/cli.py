@@ -1,5 +1,6 @@
 """The `trainserve` command: the server's commands here (up: everything, embedded default;
-api, worker, db, base-models) and the client's (jobs, datasets, models, keys: app/cli_client/)."""
+api, worker, db, base-models) and the client's (jobs, datasets, models, keys, workers:
+app/cli_client/)."""
 
 import contextlib
 import os
@@ -62,7 +63,7 @@ def main() -> None:
     """trainserve: train PyTorch models and serve them behind one API.
 
     The server: up, api, worker, db, base-models. The client of a running API: jobs,
-    datasets, models, keys (--url / TRAINSERVE_URL, --key / TRAINSERVE_KEY; by default the
+    datasets, models, keys, workers (--url / TRAINSERVE_URL, --key / TRAINSERVE_KEY; by default the
     URL and admin key that `trainserve up` wrote in its data dir).
     """
     os.umask(PRIVATE_UMASK)

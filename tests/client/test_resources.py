@@ -167,3 +167,13 @@ def test_an_idempotency_key_reused_with_another_spec_conflicts(client: Client) -
     with pytest.raises(ConflictError) as caught:
         client.jobs.submit({"model_name": "conflict-b", "dataset": {"builtin": "iris"}}, key)
     assert (caught.value.status, caught.value.code) == (409, "idempotency_conflict")
+
+
+def test_workers_lists_the_stacks_worker_in_the_default_pool(client: Client) -> None:
+    found = list(client.workers.list())
+    assert len(found) == 1
+    worker = found[0]
+    assert (worker["pool"], worker["state"], worker["capacity"]) == ("default", "live", 1)
+    assert worker["devices"] and isinstance(worker["running"], list)
+    assert [w["id"] for w in client.workers.list("default")] == [worker["id"]]
+    assert list(client.workers.list("special")) == []

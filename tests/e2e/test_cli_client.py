@@ -249,6 +249,17 @@ def test_keys_create_without_a_name_list_and_revoke(
     assert err.startswith("error: invalid_key: ") and "--key" in err, err
 
 
+def test_workers_list_shows_the_worker_and_its_pool(cli_stack: CliStack) -> None:
+    listed = json.loads(ok(cli_stack.run("workers", "list", "-o", "json")))
+    # ids only: a heartbeat or a claim between the two reads moves last_seen and running
+    assert [w["id"] for w in listed] == [
+        w["id"] for w in api_get(cli_stack, "/v1/workers?limit=200")["items"]
+    ]
+    assert [(w["pool"], w["state"]) for w in listed] == [("default", "live")]
+    line = ok(cli_stack.run("workers", "list", "--pool", "default")).splitlines()[1]
+    assert line.startswith(listed[0]["id"]) and " default " in line and " live " in line
+
+
 def test_keys_database_path_needs_no_api(cli_stack: CliStack) -> None:
     # The server's settings, and an API URL where nothing listens: --database must not use it.
     env = cli_stack.server_env | {"TRAINSERVE_URL": f"http://127.0.0.1:{free_port()}"}

@@ -23,6 +23,7 @@ from trainserve_client.types import (
     ModelVersion,
     Page,
     Prediction,
+    Worker,
 )
 
 STREAM_READ_S = 60.0  # past the event stream's 15 s keep-alive, with room
@@ -192,3 +193,10 @@ def list_keys(cursor: str | None, limit: int) -> Call[Page[Key]]:
 
 def revoke_key(key_id: str) -> Call[None]:
     return _delete("v1", "keys", key_id)
+
+
+# Workers
+
+
+def list_workers(pool: str | None, cursor: str | None, limit: int) -> Call[Page[Worker]]:
+    return _get("v1", "workers", params=_page(cursor, limit, pool=pool))

@@ -44,6 +44,7 @@ from trainserve_client.types import (
     Page,
     Prediction,
     Token,
+    Worker,
 )
 
 T = TypeVar("T")
@@ -289,6 +290,14 @@ class AsyncKeys:
         await self._t.send(_calls.revoke_key(key_id))
 
 
+class AsyncWorkers:
+    def __init__(self, transport: _AsyncTransport) -> None:
+        self._t = transport
+
+    def list(self, pool: str | None = None, *, page_size: int = PAGE_SIZE) -> AsyncIterator[Worker]:
+        return self._t.pages(lambda cursor: _calls.list_workers(pool, cursor, page_size))
+
+
 class AsyncClient:
     """As Client (same arguments and defaults), for asyncio."""
 
@@ -307,6 +316,7 @@ class AsyncClient:
         self.jobs = AsyncJobs(self._transport)
         self.models = AsyncModels(self._transport)
         self.keys = AsyncKeys(self._transport)
+        self.workers = AsyncWorkers(self._transport)
 
     @property
     def url(self) -> str:

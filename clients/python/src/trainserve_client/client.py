@@ -42,6 +42,7 @@ from trainserve_client.types import (
     Page,
     Prediction,
     Token,
+    Worker,
 )
 
 T = TypeVar("T")
@@ -303,6 +304,16 @@ class Keys:
         self._t.send(_calls.revoke_key(key_id))
 
 
+class Workers:
+    """The worker nodes: pool, devices, capacity, running jobs, state; needs an admin key."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._t = transport
+
+    def list(self, pool: str | None = None, *, page_size: int = PAGE_SIZE) -> Iterator[Worker]:
+        return self._t.pages(lambda cursor: _calls.list_workers(pool, cursor, page_size))
+
+
 class Client:
     """trainserve's API. `url` defaults to TRAINSERVE_URL (else http://127.0.0.1:8000) and
     `api_key` to TRAINSERVE_KEY; `project` names the project an admin key acts in.
@@ -323,6 +334,7 @@ class Client:
         self.jobs = Jobs(self._transport)
         self.models = Models(self._transport)
         self.keys = Keys(self._transport)
+        self.workers = Workers(self._transport)
 
     @property
     def url(self) -> str:

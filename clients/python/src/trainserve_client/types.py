@@ -200,6 +200,20 @@ class Key(TypedDict):
     revoked_at: str | None
 
 
+class Worker(TypedDict):
+    """A worker node (GET /v1/workers, admin): state is live, draining or gone."""
+
+    id: str
+    hostname: str
+    pool: str
+    devices: list[str]
+    capacity: int
+    running: list[str]
+    state: str
+    started_at: str
+    last_seen: str
+
+
 class KeyCreated(Key):
     """The answer to POST /v1/keys: `key` is the secret, shown this once."""
 
