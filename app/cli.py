@@ -63,8 +63,8 @@ def main() -> None:
     """trainserve: train PyTorch models and serve them behind one API.
 
     The server: up, api, worker, db, base-models. The client of a running API: jobs,
-    datasets, models, keys, workers (--url / TRAINSERVE_URL, --key / TRAINSERVE_KEY; by default the
-    URL and admin key that `trainserve up` wrote in its data dir).
+    datasets, models, keys, workers (--url / TRAINSERVE_URL, --key / TRAINSERVE_KEY; by
+    default the URL and admin key that `trainserve up` wrote in its data dir).
     """
     os.umask(PRIVATE_UMASK)
 
