@@ -133,7 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(http_metrics.HttpMetrics)
     app.add_middleware(
         BodySizeLimit,
-        max_bytes=settings.max_request_bytes,
+        max_bytes=settings.max_json_body_bytes,
+        rows_bytes=settings.max_request_bytes,
         uploads={
             ("POST", "/v1/datasets"): settings.max_upload_bytes,
             ("POST", "/v1/base-models"): settings.max_base_model_upload_bytes,

@@ -53,12 +53,18 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         detail = _json_problem(next(e for e in raw if e.get("type") == "json_invalid"), exc.body)
         return _respond(request, 400, _body("invalid_json", detail["message"], [detail]))
     body_model = _body_model(request)
-    problems = [_problem(e, body_model) for e in raw] or [problem("body", "invalid request", "")]
+    shown = raw[:MAX_PROBLEMS]
+    problems = [_problem(e, body_model) for e in shown] or [problem("body", "invalid request", "")]
     first = problems[0]
     message = f"{first['field']}: {first['message']}"
-    if len(problems) > 1:
-        message += f" (and {len(problems) - 1} more)"
+    if len(raw) > 1:
+        message += f" (and {len(raw) - 1} more)"
     return _respond(request, 422, _body("validation_error", message, problems))
+
+
+# A body of a million unknown keys is a million errors: details names the first ones only, so
+# the answer stays small whatever the request held (the message counts them all).
+MAX_PROBLEMS = 50
 
 
 def _problem(error: dict[str, Any], body_model: type[BaseModel] | None) -> dict[str, Any]:
@@ -73,9 +79,11 @@ def _problem(error: dict[str, Any], body_model: type[BaseModel] | None) -> dict[
     if kind != "extra_forbidden" or not in_body or body_model is None:
         return problem(field, message, kind)
     known = fields_at(body_model, loc[:-1])
-    close = suggestion(str(loc[-1]), known)
-    if close is None:
+    close = suggestion(str(loc[-1])[:100], known)
+    if close is None and known:
         return problem(field, f"unknown field; expected one of {', '.join(sorted(known))}", kind)
+    if close is None:
+        return problem(field, "unknown field", kind)
     return problem(field, f"unknown field; did you mean '{close}'?", kind, suggestion=close)
 
 
@@ -98,7 +106,7 @@ def _json_problem(error: dict[str, Any], text: Any) -> dict[str, Any]:
         return problem("body", f"the request body is not valid JSON: {reason}", "json_invalid")
     before = text[:position]
     line, column = before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
-    message = f"the request body is not valid JSON: {reason} at line {line} column {column}"
+    message = f"the request body is not valid JSON: {reason} (line {line}, column {column})"
     return problem("body", message, "json_invalid", line=line, column=column)
 
 

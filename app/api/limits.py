@@ -1,8 +1,8 @@
 """Request body size limit, enforced before a handler reads the body.
 
 Content-Length is checked up front; a chunked body is counted as it streams in. Uploads get
-their own, larger limits (datasets: max_upload_bytes; base models: max_base_model_upload_bytes);
-every other route keeps max_request_bytes.
+their own, larger limits (datasets: max_upload_bytes; base models: max_base_model_upload_bytes),
+predict and infer max_request_bytes (rows), every other route max_json_body_bytes.
 """
 
 import json
@@ -10,24 +10,37 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.errors import problem
+
 log = logging.getLogger(__name__)
 
 # Room for the multipart framing and the small form fields beside the file; the service
 # checks the file itself against its own limit to the byte.
 UPLOAD_FORM_OVERHEAD = 64 * 1024
+# The routes whose bodies are rows to predict on (app/serving/front_door.py's four paths).
+ROWS_PATHS = ("/predict", "/infer")
 
 
 class BodySizeLimit:
     def __init__(
-        self, app: ASGIApp, max_bytes: int, uploads: dict[tuple[str, str], int] | None = None
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        uploads: dict[tuple[str, str], int] | None = None,
+        rows_bytes: int | None = None,
     ) -> None:
-        """uploads: (method, path) → that upload's file limit."""
+        """max_bytes: any body; uploads: (method, path) → that upload's file limit;
+        rows_bytes: predict's and infer's bodies (default max_bytes)."""
         self.app = app
         self.max_bytes = max_bytes
+        self.rows_bytes = rows_bytes or max_bytes
         self.uploads = {route: n + UPLOAD_FORM_OVERHEAD for route, n in (uploads or {}).items()}
 
     def limit_for(self, scope: Scope) -> int:
-        return self.uploads.get((scope.get("method", ""), scope.get("path", "")), self.max_bytes)
+        method, path = scope.get("method", ""), scope.get("path", "")
+        if path.endswith(ROWS_PATHS):
+            return self.rows_bytes
+        return self.uploads.get((method, path), self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,7 +96,7 @@ class BodySizeLimit:
         error: object = {
             "code": "payload_too_large",
             "message": message,
-            "details": {"max_bytes": limit},
+            "details": [problem("body", message, "payload_too_large", max_bytes=limit)],
         }
         if scope["path"].startswith("/v2/"):  # the Open Inference Protocol's shape, as on /v2
             error = message

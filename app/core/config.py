@@ -158,7 +158,16 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         8 * 1024 * 1024,
         ge=1024,
-        description="Bytes of any request body but a dataset or base model upload (413).",
+        description="Bytes of a predict or infer request body (413).",
+    )
+    # Every other JSON body (a job spec, an alias, a key, a prompt) is small; parsed and
+    # validated it costs ~100x its size (a body of unknown keys is one error each), so it
+    # gets a bound of its own well below predict's.
+    max_json_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Bytes of any other request body but a dataset or base model upload: a "
+        "job spec, an alias, a key, a prompt (413).",
     )
     model_cache_size: int = Field(
         16,

@@ -2,6 +2,7 @@
 and predict with fixed weights so expected outputs are exact."""
 
 import gc
+import json
 import math
 import secrets
 import subprocess
@@ -185,6 +186,24 @@ def test_oversized_body_gets_413(client: TestClient) -> None:
         413,
         "payload_too_large",
     )
+
+
+def test_a_spec_is_bounded_far_below_predict_bodies(client: TestClient) -> None:
+    """A job spec of a million unknown keys parses and validates to ~100x its size: JSON
+    bodies but predict's stop at max_json_body_bytes (1 MiB), predict's at 8 MiB."""
+    settings = get_settings()
+    spec = seed_spec("bounded")
+    spec["training"].update({f"k{i}": 0 for i in range(120_000)})  # ~1.5 MiB
+    body = json.dumps(spec).encode()
+    assert settings.max_json_body_bytes < len(body) < settings.max_request_bytes
+    headers = {"content-type": "application/json"}
+    error = _error(client.post("/v1/jobs", content=body, headers=headers), 413)
+    assert error["details"][0]["max_bytes"] == settings.max_json_body_bytes
+    assert error["details"][0]["field"] == "body"
+    padded = b'{"inputs": [[1.0, 0.0]]' + b" " * len(body) + b"}"  # as big, but predict's
+    fixed_model("bounded-rows", settings.data_dir)
+    answer = client.post("/v1/models/bounded-rows/predict", content=padded, headers=headers)
+    assert answer.status_code == 200, answer.text
 
 
 def test_unknown_route_uses_the_error_shape(client: TestClient) -> None:

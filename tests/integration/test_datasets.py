@@ -52,6 +52,7 @@ def limited(configured: dict[str, str]) -> Iterator[TestClient]:
     """The app with tiny limits: 1 KiB request bodies, 8 KiB uploads, zips of 8 files/20 KB."""
     settings = Settings(
         max_request_bytes=1024,
+        max_json_body_bytes=1024,
         max_upload_bytes=8192,
         max_zip_files=8,
         max_zip_uncompressed_bytes=20_000,

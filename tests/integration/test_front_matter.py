@@ -73,7 +73,7 @@ def test_bad_json_says_where_as_an_editor_counts(api: TestClient) -> None:
     error = api_error(response, 400, "invalid_json")
     (detail,) = error["details"]
     assert (detail["field"], detail["line"], detail["column"]) == ("body", 2, 36)
-    assert "line 2 column 36" in error["message"]
+    assert "(line 2, column 36)" in error["message"]
 
 
 def test_every_error_has_details_in_one_shape(api: TestClient) -> None:
@@ -107,3 +107,14 @@ def test_every_error_has_details_in_one_shape(api: TestClient) -> None:
         }
     ]
     assert answers[4][0].json()["error"]["details"][0]["field"] == "inputs.0"
+
+
+def test_a_body_of_many_unknown_fields_gets_a_small_answer(api: TestClient) -> None:
+    """Tiny on the wire per field, many fields: details names the first 50, the message
+    counts them all, and the answer stays a few KB."""
+    spec = seed_spec("many")
+    spec["training"].update({f"x{i}": 0 for i in range(20_000)})
+    response = api.post("/v1/jobs", json=spec)
+    error = api_error(response, 422, "validation_error")
+    assert len(error["details"]) == 50 and error["message"].endswith("(and 19999 more)")
+    assert len(response.content) < 40_000
