@@ -411,3 +411,37 @@ def test_dockerignore_keeps_what_the_image_needs_and_drops_the_rest() -> None:
         assert ignored(path), path
     for path in ("pyproject.toml", "alembic.ini", "migrations", "app", "worker"):
         assert not ignored(path), path
+
+
+def dockerignored(path: str) -> bool:
+    """Whether the build context leaves `path` out, by .dockerignore's rules (the last
+    matching line decides; `!` lets a path back in)."""
+    ignored = False
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        rule = line.strip()
+        if not rule or rule.startswith("#"):
+            continue
+        keep = rule.startswith("!")
+        pattern = rule.lstrip("!").rstrip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatch(prefix, pattern) for prefix in prefixes):
+            ignored = not keep
+    return ignored
+
+
+def test_what_the_dockerfile_copies_is_in_the_build_context() -> None:
+    """A COPY of a path .dockerignore leaves out fails the build: the client the CLI needs,
+    and the dashboard's files, must reach the image."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    sources = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    assert "clients/python" in sources
+    for source in sources:
+        if source != ".":
+            assert not dockerignored(source), source
+    for needed in ("clients/python/pyproject.toml", "app/ui/static/index.html", "app/main.py"):
+        assert (ROOT / needed).exists() and not dockerignored(needed), needed
+    for left_out in ("tests/unit", "clients/other", ".venv/bin", "bench/predict.py"):
+        assert dockerignored(left_out), left_out
+    # the client is installed before the requirements that name it (it is not on PyPI)
+    assert dockerfile.index("pip install ./clients/python") < dockerfile.index("-r /tmp/req")
