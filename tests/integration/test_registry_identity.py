@@ -2,7 +2,6 @@
 tenants racing for one name, the same request eight times at once. Each test runs on
 PostgreSQL and on the embedded SQLite, where row ids used to be handed out again."""
 
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from sqlalchemy import select
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.models import ModelVersion
-from tests.support import api_error, fixed_model, seed_spec, version_query
+from tests.support import api_error, fixed_model, seed_spec, unique_name, version_query
 
 ALL = ["jobs:write", "jobs:read", "models:write", "models:read", "predict"]
 
@@ -26,10 +25,6 @@ def project_key(client: TestClient, project: str, scopes: list[str] = ALL) -> di
     response = client.post("/v1/keys", json=body)
     assert response.status_code == 201, response.text
     return {"Authorization": f"Bearer {response.json()['key']}"}
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(3)}"
 
 
 def predict(client: TestClient, name: str, headers: dict[str, str]) -> httpx.Response:
@@ -56,7 +51,7 @@ def at_once(n: int, call: Callable[[int], Any]) -> list[Any]:
 def test_a_deleted_version_never_answers_for_another_projects_model(backend: TestClient) -> None:
     """The review's reproduction: A predicts once and deletes its version; B registers a
     model; B's predict and infer must answer with B's model, never A's cached one."""
-    a_project, b_project = unique("ida"), unique("idb")
+    a_project, b_project = unique_name("ida"), unique_name("idb")
     a, b = project_key(backend, a_project), project_key(backend, b_project)
     data_dir = get_settings().data_dir
     fixed_model("ma", data_dir, project=a_project, classes=("setosa", "virginica"))
@@ -73,7 +68,7 @@ def test_a_deleted_version_never_answers_for_another_projects_model(backend: Tes
 
 
 def test_two_projects_each_have_their_own_model_of_one_name(backend: TestClient) -> None:
-    a_name, b_name = unique("shop"), unique("bank")
+    a_name, b_name = unique_name("shop"), unique_name("bank")
     a, b = project_key(backend, a_name), project_key(backend, b_name)
     data_dir = get_settings().data_dir
 
@@ -97,7 +92,7 @@ def test_two_projects_each_have_their_own_model_of_one_name(backend: TestClient)
 def test_a_name_used_by_another_project_is_neither_taken_nor_revealed(backend: TestClient) -> None:
     """Submitting a job named like another project's model is an ordinary 202: a 409 would
     tell the caller that the name exists elsewhere."""
-    owner, other = unique("own"), unique("oth")
+    owner, other = unique_name("own"), unique_name("oth")
     fixed_model("secret-model", get_settings().data_dir, project=owner)
     response = backend.post(
         "/v1/jobs", json=seed_spec("secret-model"), headers=project_key(backend, other)
@@ -108,7 +103,7 @@ def test_a_name_used_by_another_project_is_neither_taken_nor_revealed(backend: T
 
 
 def test_version_numbers_are_never_reused_after_a_delete(backend: TestClient) -> None:
-    project = unique("nums")
+    project = unique_name("nums")
     headers = project_key(backend, project)
     data_dir = get_settings().data_dir
     assert [fixed_model("pinned", data_dir, project=project) for _ in range(2)] == [1, 2]
@@ -126,7 +121,7 @@ def test_version_numbers_are_never_reused_after_a_delete(backend: TestClient) ->
 def test_jobs_of_one_model_finishing_together_get_distinct_versions(backend: TestClient) -> None:
     """Suspected on PostgreSQL: two registrations computed the same next version and the
     loser, a job that trained fine, failed on the unique constraint."""
-    project = unique("race")
+    project = unique_name("race")
     data_dir = get_settings().data_dir
     versions = at_once(8, lambda _: fixed_model("raced", data_dir, project=project))
     assert sorted(versions) == list(range(1, 9))
@@ -135,7 +130,7 @@ def test_jobs_of_one_model_finishing_together_get_distinct_versions(backend: Tes
 
 
 def test_eight_identical_alias_puts_at_once_all_succeed(backend: TestClient) -> None:
-    project = unique("alias")
+    project = unique_name("alias")
     headers = project_key(backend, project)
     fixed_model("aliased", get_settings().data_dir, project=project)
     responses = at_once(
@@ -149,7 +144,7 @@ def test_eight_identical_alias_puts_at_once_all_succeed(backend: TestClient) -> 
 
 
 def test_eight_submissions_with_one_idempotency_key_make_one_job(backend: TestClient) -> None:
-    headers = project_key(backend, unique("idem")) | {"Idempotency-Key": unique("retry")}
+    headers = project_key(backend, unique_name("idem")) | {"Idempotency-Key": unique_name("retry")}
     responses = at_once(
         8, lambda _: backend.post("/v1/jobs", json=seed_spec("idem-job"), headers=headers)
     )
@@ -160,7 +155,7 @@ def test_eight_submissions_with_one_idempotency_key_make_one_job(backend: TestCl
 
 
 def test_an_alias_and_a_delete_racing_never_leave_a_dangling_alias(backend: TestClient) -> None:
-    project = unique("dangle")
+    project = unique_name("dangle")
     headers = project_key(backend, project)
     data_dir = get_settings().data_dir
     for round_ in range(6):
@@ -184,7 +179,7 @@ def test_an_alias_and_a_delete_racing_never_leave_a_dangling_alias(backend: Test
 
 
 def test_an_admin_key_names_the_project_it_acts_in(backend: TestClient) -> None:
-    project = unique("adm")
+    project = unique_name("adm")
     fixed_model("admin-sees", get_settings().data_dir, project=project, classes=("x", "y"))
     api_error(backend.get("/v1/models/admin-sees"), 404)  # the admin key's own project
     named = {"X-Trainserve-Project": project}
@@ -199,7 +194,7 @@ def test_an_admin_key_names_the_project_it_acts_in(backend: TestClient) -> None:
 
 
 def test_a_project_key_cannot_name_another_project(backend: TestClient) -> None:
-    mine, theirs = unique("mine"), unique("theirs")
+    mine, theirs = unique_name("mine"), unique_name("theirs")
     fixed_model("theirs-model", get_settings().data_dir, project=theirs)
     headers = project_key(backend, mine) | {"X-Trainserve-Project": theirs}
     for response in (
@@ -217,7 +212,7 @@ def test_a_version_deleted_by_another_process_stops_answering_within_the_cache_t
 ) -> None:
     """Deleted through another API process (here: straight in the database, unseen by this
     one): this process answers with it for at most PREDICT_CACHE_S, then 404."""
-    project = unique("elsewhere")
+    project = unique_name("elsewhere")
     headers = project_key(backend, project)
     fixed_model("gone-elsewhere", get_settings().data_dir, project=project)
     assert predict(backend, "gone-elsewhere", headers).status_code == 200
@@ -230,33 +225,38 @@ def test_a_version_deleted_by_another_process_stops_answering_within_the_cache_t
     assert gone.status_code == 404 and "error" in gone.json()
 
 
-def walk(client: TestClient, path: str) -> list[Any]:
-    """Every item of a collection, two per page, as a client walks it."""
+def walk(
+    client: TestClient,
+    path: str,
+    headers: dict[str, str] | None = None,
+    cursor: str | None = None,
+) -> list[Any]:
+    """Every item of a collection from `cursor` on, two per page, as a client walks it."""
     items: list[Any] = []
-    params: dict[str, Any] = {"limit": 2}
     while True:
-        page = client.get(path, params=params).json()
+        params: dict[str, Any] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = client.get(path, params=params, headers=headers or {}).json()
         assert set(page) == {"items", "next_cursor"} and len(page["items"]) <= 2
         items += page["items"]
-        if not page["next_cursor"]:
+        cursor = page["next_cursor"]
+        if not cursor:
             return items
-        params["cursor"] = page["next_cursor"]
 
 
 def test_models_and_keys_are_pages_that_neither_skip_nor_repeat(backend: TestClient) -> None:
     """Models and keys answer the shape every collection does; a model registered while a
     client walks the pages is never a reason to see another twice, and a project's walk
     never reaches another project's models."""
-    project, other = unique("pages"), unique("other")
+    project, other = unique_name("pages"), unique_name("other")
     headers = project_key(backend, project)
     data_dir = get_settings().data_dir
-    names = [unique("m") for _ in range(5)]
+    names = [unique_name("m") for _ in range(5)]
     for name in names:
         fixed_model(name, data_dir, project=project)
-    fixed_model(unique("theirs"), data_dir, project=other)
+    fixed_model(unique_name("theirs"), data_dir, project=other)
     first = backend.get("/v1/models", params={"limit": 2}, headers=headers).json()
-    fixed_model(unique("late"), data_dir, project=project)  # newer than the walk's cursor
-    rest = walk_from(backend, "/v1/models", first["next_cursor"], headers)
+    fixed_model(unique_name("late"), data_dir, project=project)  # newer than the walk's cursor
+    rest = walk(backend, "/v1/models", headers, cursor=first["next_cursor"])
     walked = [m["name"] for m in first["items"] + rest]
     assert sorted(walked) == sorted(names) and len(walked) == len(set(walked))
     assert {m["latest_version"] for m in first["items"] + rest} == {1}
@@ -265,15 +265,6 @@ def test_models_and_keys_are_pages_that_neither_skip_nor_repeat(backend: TestCli
     assert all("key" not in k and "key_hash" not in k for k in keys)
     api_error(backend.get("/v1/models", params={"cursor": "not-a-cursor"}), 422, "invalid_cursor")
     api_error(backend.get("/v1/keys", params={"limit": 0}), 422)
-
-
-def walk_from(client: TestClient, path: str, cursor: str, headers: dict[str, str]) -> list[Any]:
-    items: list[Any] = []
-    while cursor:
-        page = client.get(path, params={"limit": 2, "cursor": cursor}, headers=headers).json()
-        items += page["items"]
-        cursor = page["next_cursor"]
-    return items
 
 
 def test_a_key_without_a_name_is_named_for_its_project_and_scopes(backend: TestClient) -> None:
