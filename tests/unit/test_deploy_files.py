@@ -139,7 +139,7 @@ def resolve_cli(args: list[str]) -> click.Command:
 
 
 def test_the_stack_has_its_services(services: dict[str, Any]) -> None:
-    assert {"postgres", "redis", "migrate", "api", "worker"} <= set(services)
+    assert {"postgres", "redis", "minio", "bucket", "migrate", "api", "worker"} <= set(services)
 
 
 def test_migrate_api_and_worker_run_one_image(services: dict[str, Any]) -> None:
@@ -202,7 +202,7 @@ def test_api_and_worker_wait_for_the_schema_and_the_broker(
     assert deps.get("redis") == "service_healthy"
 
 
-@pytest.mark.parametrize("name", ["postgres", "redis", "api"])
+@pytest.mark.parametrize("name", ["postgres", "redis", "minio", "api"])
 def test_services_others_wait_on_have_a_healthcheck(services: dict[str, Any], name: str) -> None:
     assert healthcheck_text(services[name]).strip()
 
@@ -228,7 +228,7 @@ def test_redis_keeps_messages_and_needs_a_password(services: dict[str, Any]) -> 
     assert environment(services["redis"]).get("REDISCLI_AUTH") == password
 
 
-@pytest.mark.parametrize("name", ["postgres", "redis"])
+@pytest.mark.parametrize("name", ["postgres", "redis", "minio"])
 def test_backing_services_publish_no_ports(services: dict[str, Any], name: str) -> None:
     assert not services[name].get("ports")
     assert services[name].get("network_mode") != "host"
@@ -242,8 +242,14 @@ def test_app_services_share_one_environment(services: dict[str, Any]) -> None:
     assert envs[0] and envs[0] == envs[1] == envs[2]
 
 
+# What boto3 reads itself for the S3 store (app/storage/s3.py).
+AWS_NAMES = {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"}
+
+
 def test_environment_names_are_real_settings(services: dict[str, Any]) -> None:
     for key in environment(services["api"]):
+        if key in AWS_NAMES:
+            continue
         assert key.startswith("TRAINSERVE_"), key
         assert key.removeprefix("TRAINSERVE_").lower() in Settings.model_fields, key
 
@@ -279,7 +285,7 @@ def test_the_api_key_is_required() -> None:
         load_compose({})
 
 
-# -- compose: GPU and shared artifacts -------------------------------------------------------
+# -- compose: GPU, the store, what is shared -------------------------------------------------------
 
 
 def test_worker_reserves_an_nvidia_gpu(services: dict[str, Any]) -> None:
@@ -292,15 +298,44 @@ def test_worker_reserves_an_nvidia_gpu(services: dict[str, Any]) -> None:
     ), devices
 
 
-def test_api_and_worker_share_one_named_volume_at_the_data_dir(compose: dict[str, Any]) -> None:
+def test_api_and_worker_share_only_the_store_and_base_models(compose: dict[str, Any]) -> None:
+    """Each its own DATA_DIR, as on separate hosts; artifacts go through the store."""
     services = compose["services"]
     api, worker = mounts(services["api"]), mounts(services["worker"])
     assert DATA_DIR in api and DATA_DIR in worker
-    assert api[DATA_DIR][0] == worker[DATA_DIR][0]
-    assert api[DATA_DIR][0] in (compose.get("volumes") or {})
-    assert not worker[DATA_DIR][1], "the worker writes checkpoints there"
+    assert api[DATA_DIR][0] != worker[DATA_DIR][0]
+    base_models = f"{DATA_DIR}/base-models"
+    assert api[base_models][0] == worker[base_models][0]
+    named = compose.get("volumes") or {}
+    assert {api[DATA_DIR][0], worker[DATA_DIR][0], api[base_models][0]} <= set(named)
     for name in ("api", "worker"):
         assert environment(services[name])["TRAINSERVE_DATA_DIR"] == DATA_DIR
+
+
+def test_the_store_is_the_minio_service_with_its_credentials(services: dict[str, Any]) -> None:
+    env, minio = environment(services["worker"]), environment(services["minio"])
+    store = urlsplit(env["TRAINSERVE_ARTIFACT_STORE"])
+    assert store.scheme == "s3" and store.hostname
+    endpoint = urlsplit(env["AWS_ENDPOINT_URL"])
+    assert (endpoint.hostname, endpoint.port) == ("minio", 9000)
+    assert argv(services["minio"]["command"])[0] == "server"
+    assert env["AWS_ACCESS_KEY_ID"] == minio["MINIO_ROOT_USER"]
+    assert env["AWS_SECRET_ACCESS_KEY"] == minio["MINIO_ROOT_PASSWORD"]
+    # the bucket the store names is made before the api and the worker start
+    bucket = services["bucket"]
+    assert f"store/{store.hostname}" in " ".join(argv(bucket["command"][0]))
+    assert depends_on(bucket).get("minio") == "service_healthy"
+    for name in ("api", "worker"):
+        assert depends_on(services[name]).get("bucket") == "service_completed_successfully"
+    assert "mc ready local" in healthcheck_text(services["minio"])
+
+
+def test_store_credentials_follow_the_environment() -> None:
+    env = {"TRAINSERVE_API_KEY": "k", "MINIO_ROOT_USER": "u1", "MINIO_ROOT_PASSWORD": "p-1"}
+    services = load_compose(env)["services"]
+    app_env, minio = environment(services["api"]), environment(services["minio"])
+    assert (app_env["AWS_ACCESS_KEY_ID"], app_env["AWS_SECRET_ACCESS_KEY"]) == ("u1", "p-1")
+    assert (minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"]) == ("u1", "p-1")
 
 
 # -- Dockerfile and .dockerignore ------------------------------------------------------------
