@@ -9,6 +9,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support import Proc, base_env, free_port, wait_until
 
@@ -17,6 +18,27 @@ SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'
     b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
 )
+
+
+def use_aws(mp: pytest.MonkeyPatch, tmp: Path, endpoint: str | None = None) -> None:
+    """Set the AWS variables as an operator sets them for the store (this process and what
+    it starts), with no config or credentials file of this machine's read."""
+    none = str(tmp / "none")
+    variables = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": none,
+        "AWS_SHARED_CREDENTIALS_FILE": none,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ENDPOINT_URL_S3": None,
+        "AWS_PROFILE": None,
+    }
+    for name, value in variables.items():
+        if value is None:
+            mp.delenv(name, raising=False)
+        else:
+            mp.setenv(name, value)
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,9 +28,12 @@ from app.core.pools import pool_key
 from app.models.base import utcnow
 from app.models.worker import WorkerNode
 from app.services import reaper
+from app.storage import StoreError, store_for
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 15.0
+STORE_SWEEP_S = 3600.0
+INCOMPLETE_AFTER_S = 24 * 3600.0
 _node_id: str | None = None
 
 
@@ -155,6 +159,7 @@ class ReaperLoop:
         self.node_id = node_id
         self.settings = settings
         self._stop = threading.Event()
+        self._next_sweep = 0.0  # monotonic time of the next artifact store sweep
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="reaper", daemon=True).start()
@@ -180,4 +185,21 @@ class ReaperLoop:
             log.warning(
                 "reaper: requeued %s, failed %s, resent %s", done.requeued, done.failed, done.resent
             )
+        self._sweep_store()
         return done
+
+    def _sweep_store(self) -> None:
+        """What puts killed half-way left in the store (incomplete multipart uploads, staged
+        files): never read, but they take space. Hourly, by the reaper's holder only, and only
+        what is a day old, so no put that still runs is cut short."""
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + STORE_SWEEP_S
+        try:
+            removed = store_for(self.settings).clean_incomplete(INCOMPLETE_AFTER_S)
+        except StoreError as exc:
+            log.warning("reaper: the artifact store sweep failed: %s", exc)
+            return
+        if removed:
+            log.warning("reaper: removed %d incomplete uploads from the artifact store", removed)

@@ -372,12 +372,14 @@ class Settings(BaseSettings):
             self.broker_dir.mkdir(parents=True, exist_ok=True)
             (self.data_dir / "broker-control").mkdir(parents=True, exist_ok=True)
 
-    # The artifact store (app/storage); at the end of the class to keep this edit small.
+    # The artifact store (app/storage).
     artifact_store: str = Field(
         "",
-        description="Where artifacts are kept: empty for DATA_DIR/artifacts, an absolute "
-        "folder, or s3://bucket/prefix (endpoint and credentials from the AWS_* variables). "
-        "Read by app.storage.store_from_url; datasets, checkpoints and bundles do not use it yet.",
+        description="Where datasets, checkpoints and model bundles are kept: empty for "
+        "DATA_DIR/artifacts, an absolute folder every host mounts, or s3://bucket/prefix (AWS "
+        "S3, MinIO, Ceph, R2; endpoint and credentials from AWS_ENDPOINT_URL, "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION). Every host of one deployment "
+        "names the same store.",
     )
     artifact_cache_bytes: int = Field(
         10 * 1024**3,

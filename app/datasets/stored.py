@@ -1,6 +1,7 @@
-"""The stored format, its one owner: an upload is kept as artifacts/datasets/<id>/data.npz (x or
-texts, and y; never a pickle) beside its database row. The upload service writes it with
-write_stored; the worker loads it back into RawData with load_stored, as it loads builtins."""
+"""The stored format, its one owner: an upload is kept in the artifact store under
+datasets/<id>/data.npz (x or texts, and y; never a pickle), its sha256 on its database row.
+The upload service writes it with write_stored and puts it; the worker loads it back into
+RawData with load_stored (from any host: the store checks the bytes), as it loads builtins."""
 
 import os
 import zipfile
@@ -11,11 +12,18 @@ import numpy as np
 
 from app.core.config import Settings
 from app.core.db import session_scope
-from app.core.files import sha256_file
 from app.core.kinds import Task
 from app.datasets.raw import RawData
 from app.models import Dataset
 from app.schemas.dataset import DataKind
+from app.storage import (
+    ArtifactNotFound,
+    ArtifactStore,
+    CorruptArtifact,
+    StoreError,
+    StoreUnavailable,
+    store_for,
+)
 
 DATASETS_DIR = "datasets"
 DATA_FILE = "data.npz"
@@ -26,35 +34,27 @@ class StoredDatasetError(ValueError):
 
 
 def relative_path(dataset_id: str) -> str:
-    # Built from the server's id only: a user's name never reaches the filesystem.
+    """The dataset's key in the artifact store, built from the server's id only: a user's
+    name never reaches a path or a key."""
     return f"{DATASETS_DIR}/{dataset_id}/{DATA_FILE}"
 
 
-def dataset_folder(settings: Settings, dataset_id: str) -> Path:
-    return settings.artifacts_dir / DATASETS_DIR / dataset_id
+def folder_key(dataset_id: str) -> str:
+    return f"{DATASETS_DIR}/{dataset_id}"
 
 
 # --- write ----------------------------------------------------------------------------------
 
 
 def write_stored(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Atomically and durably: a reader sees the whole file or none, and once this returns a
-    crash loses neither (temp file, fsync, rename, fsync the folder and the one above it,
-    which holds the folder's own entry when create_dataset has just made it)."""
-    temp = path.with_name(path.name + ".tmp")
+    """Write the arrays at path, a staged file (ArtifactStore.staged), fsynced: the store's
+    put publishes it atomically under the dataset's key."""
     named: dict[str, Any] = dict(arrays)
-    with open(temp, "xb") as fp:
+    with open(path, "xb") as fp:
         # allow_pickle=False: an object array is refused here, so data.npz never holds a pickle.
         np.savez(fp, allow_pickle=False, **named)
         fp.flush()
         os.fsync(fp.fileno())
-    os.replace(temp, path)
-    for folder in (path.parent, path.parent.parent):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # --- read -----------------------------------------------------------------------------------
@@ -65,10 +65,9 @@ def load_stored(settings: Settings, dataset_id: str) -> RawData:
         row = session.get(Dataset, dataset_id)
         if row is None:
             raise StoredDatasetError(f"dataset '{dataset_id}' does not exist (deleted?)")
-        kind, schema, rel, sha256 = DataKind(row.kind), row.schema, row.file_path, row.sha256
+        kind, schema, key, sha256 = DataKind(row.kind), row.schema, row.file_path, row.sha256
         task = Task(row.task)
-    path = _inside(settings.artifacts_dir, rel)
-    arrays = _read(path, sha256)
+    arrays = _read(store_for(settings), key, sha256)
     y = arrays["y"]
     classes = schema.get("classes")
     if kind == DataKind.text:
@@ -77,21 +76,21 @@ def load_stored(settings: Settings, dataset_id: str) -> RawData:
     return RawData(kind, y, classes, x=arrays["x"], feature_names=names, task=task)
 
 
-def _inside(root: Path, rel: str) -> Path:
-    # file_path is built from the id, but a path read from the database is checked anyway.
-    path = (root / rel).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise StoredDatasetError(f"dataset file path '{rel}' leaves the artifacts folder")
-    return path
-
-
-def _read(path: Path, sha256: str) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise StoredDatasetError(f"dataset file {path} is missing")
-    if sha256_file(path) != sha256:
-        raise StoredDatasetError(f"dataset file {path} does not match its recorded sha256")
+def _read(store: ArtifactStore, key: str, sha256: str) -> dict[str, np.ndarray]:
+    try:
+        path = store.fetch(key, sha256)
+    except ArtifactNotFound as exc:
+        raise StoredDatasetError(f"dataset file {key} is missing: {exc}") from exc
+    except CorruptArtifact as exc:
+        raise StoredDatasetError(
+            f"dataset file {key} does not match its recorded sha256: {exc}"
+        ) from exc
+    except StoreUnavailable:
+        raise  # not the dataset's fault: the job is tried again later (worker/training/runner)
+    except StoreError as exc:  # an invalid key read from the database
+        raise StoredDatasetError(f"dataset file {key} cannot be read: {exc}") from exc
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise StoredDatasetError(f"dataset file {path} cannot be read: {exc}") from exc
+        raise StoredDatasetError(f"dataset file {key} cannot be read: {exc}") from exc

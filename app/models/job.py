@@ -45,6 +45,9 @@ class Job(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # confusion matrix, per-class scores, best epoch, test split: what scalars can't hold
     report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # the kept checkpoints in the artifact store ({"epochs": [{key, sha256, epoch}, ...],
+    # "best": {...}}; worker/training/resume.py), committed with each epoch's metrics
+    checkpoints: Mapped[dict[str, Any] | None]
     model_version: Mapped[int | None]
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     created_by: Mapped[str | None] = mapped_column(String(36))

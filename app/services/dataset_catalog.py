@@ -6,7 +6,6 @@ how a file is parsed, stored and named is app.datasets, which the worker shares.
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import select
@@ -15,23 +14,22 @@ from sqlalchemy.orm import Session
 from app.core.config import Settings
 from app.core.db import insert_or_ignore
 from app.core.errors import Conflict, NotFound, invalid_field
-from app.core.files import sha256_file
 from app.datasets.builtin import BUILTINS
 from app.datasets.formats import parse_upload
 from app.datasets.parsing import Parsed, UploadOptions
-from app.datasets.stored import DATA_FILE, dataset_folder, relative_path, write_stored
+from app.datasets.stored import DATA_FILE, folder_key, relative_path, write_stored
 from app.models import Dataset, Job, JobStatus
 from app.models.base import new_id, utcnow
 from app.schemas.dataset import DataKind, DatasetFormat
 from app.schemas.job import DatasetRef, Task
 from app.services import folders
+from app.services.artifacts import put_artifact
 from app.services.auth import Principal
 from app.services.pagination import paginate
 from app.services.uploads import receive
+from app.storage import ArtifactStore, Stored, store_for
 
 log = logging.getLogger(__name__)
-
-UPLOAD_FILE = "upload.tmp"
 
 
 @dataclass(frozen=True)
@@ -64,11 +62,12 @@ def create_dataset(
     the dataset's folder is removed, and a rollback after this call removes it too."""
     _refuse_taken(session, principal.project, name)  # before the work of parsing
     dataset_id = new_id()
-    folder = dataset_folder(settings, dataset_id)
-    folder.mkdir(parents=True)
-    folders.created(session, folder)
+    store = store_for(settings)
+    # Put before the row: a rollback from here on removes the object, and no committed row
+    # ever names a key whose object is not whole (the put is atomic).
+    folders.stored_created(session, store, folder_key(dataset_id))
     try:
-        parsed, upload_info = _store(folder, fmt, upload, options, settings)
+        parsed, upload_info, stored = _store(store, dataset_id, fmt, upload, options, settings)
         values = {
             "id": dataset_id,
             "name": name,
@@ -77,9 +76,9 @@ def create_dataset(
             "kind": parsed.kind.value,
             "task": parsed.task.value,
             "schema": {**parsed.schema, "upload": upload_info},
-            "file_path": relative_path(dataset_id),
-            "sha256": sha256_file(folder / DATA_FILE),
-            "size_bytes": (folder / DATA_FILE).stat().st_size,
+            "file_path": stored.key,
+            "sha256": stored.sha256,
+            "size_bytes": stored.size,
             "created_at": utcnow(),
             "created_by": principal.key_id,
         }
@@ -87,7 +86,7 @@ def create_dataset(
         if not insert_or_ignore(session, Dataset, values, ["project", "name"]):
             raise _taken(session, principal.project, name)
     except BaseException:
-        folders.remove_folder(folder)
+        folders.remove_stored(store, folder_key(dataset_id))
         raise
     row = session.get(Dataset, dataset_id)
     assert row is not None  # inserted just now
@@ -113,17 +112,23 @@ def _taken(session: Session, project: str, name: str) -> Conflict:
 
 
 def _store(
-    folder: Path, fmt: DatasetFormat, upload: BinaryIO, options: UploadOptions, settings: Settings
-) -> tuple[Parsed, dict[str, Any]]:
-    source = folder / UPLOAD_FILE
-    upload_info = receive(
-        upload, source, settings.max_upload_bytes, "max_upload_bytes", "invalid_dataset"
-    )
-    with open(source, "rb") as fp:
-        parsed = parse_upload(fmt, fp, options, settings)
-    source.unlink()
-    write_stored(folder / DATA_FILE, parsed.arrays)
-    return parsed, upload_info
+    store: ArtifactStore,
+    dataset_id: str,
+    fmt: DatasetFormat,
+    upload: BinaryIO,
+    options: UploadOptions,
+    settings: Settings,
+) -> tuple[Parsed, dict[str, Any], Stored]:
+    with store.staged("upload") as source, store.staged(DATA_FILE) as data:
+        upload_info = receive(
+            upload, source, settings.max_upload_bytes, "max_upload_bytes", "invalid_dataset"
+        )
+        with open(source, "rb") as fp:
+            parsed = parse_upload(fmt, fp, options, settings)
+        source.unlink()
+        write_stored(data, parsed.arrays)
+        stored = put_artifact(store, relative_path(dataset_id), data)
+    return parsed, upload_info, stored
 
 
 # --- read, list, delete ---------------------------------------------------------------------
@@ -159,7 +164,7 @@ def delete_dataset(
         )
     session.delete(row)
     session.flush()
-    folders.deleted(session, dataset_folder(settings, dataset_id))
+    folders.stored_deleted(session, store_for(settings), folder_key(dataset_id))
 
 
 def active_jobs_using(session: Session, dataset_id: str) -> list[str]:

@@ -1,5 +1,6 @@
 """A registered version's artifacts: its checkpoint as stored, or an export of it (ONNX, a
-Hugging Face folder) built on first request and kept beside the checkpoint.
+Hugging Face folder) built on first request and kept on this host (DATA_DIR/exports: derived
+files, rebuilt where they are missing, never shared through the artifact store).
 
 An export's file is named by the checkpoint's sha256 and EXPORTER_VERSION, so it is only
 ever served for the weights and the exporter it was built with. It is written to a temp file
@@ -20,16 +21,17 @@ from sqlalchemy.orm import Session
 from app.base_models.location import folder_finder
 from app.core.config import Settings
 from app.core.errors import ModelUnavailable, Unavailable, Unprocessable
-from app.core.files import sha256_file
 from app.core.kinds import Arch, Head
 from app.ml import export
 from app.ml.bundle import ModelBundle, load_bundle
 from app.ml.checkpoint import CheckpointError
 from app.schemas.model import ArtifactFormat
 from app.services import registry
+from app.services.artifacts import fetch_artifact
+from app.storage import store_for
 
 EXPORTER_VERSION = 1  # raise it when what an export holds changes: older files go unserved
-FOLDER = "exports"  # in the folder of the checkpoint it is built from
+FOLDER = "exports"  # under DATA_DIR
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # format → (the file's suffix here, the download's suffix, its media type)
 FILES = {
@@ -48,7 +50,7 @@ class Source:
     version: int
     arch: str
     head: str | None
-    checkpoint: Path
+    key: str  # the checkpoint's, in the artifact store
     sha256: str
 
 
@@ -69,7 +71,7 @@ def find(session: Session, settings: Settings, project: str, name: str, version:
         version=row.version,
         arch=str(model.get("arch", "")),
         head=model.get("head"),
-        checkpoint=settings.artifacts_dir / row.checkpoint_path,
+        key=row.checkpoint_path,
         sha256=row.checkpoint_sha256,
     )
 
@@ -89,14 +91,14 @@ def artifact(settings: Settings, source: Source, fmt: ArtifactFormat) -> Artifac
     """The file to send, checked against the registry first, an export built if it is not
     there yet (seconds: call this off the event loop)."""
     _check_fits(source, fmt)
-    verify(source)
+    checkpoint = fetch_checkpoint(settings, source)
     _, suffix, media_type = FILES[fmt]
     filename = f"{source.model_name}-v{source.version}{suffix}"
     if fmt == ArtifactFormat.safetensors:
-        return Artifact(source.checkpoint, filename, media_type, f'"{source.sha256}"')
-    path = export_path(source, fmt)
+        return Artifact(checkpoint, filename, media_type, f'"{source.sha256}"')
+    path = export_path(settings, source, fmt)
     if not path.is_file():
-        _build_once(settings, source, fmt, path)
+        _build_once(settings, source, fmt, path, checkpoint)
     # Weak: the same checkpoint and exporter make an equivalent file, not always these bytes.
     etag = f'W/"{source.sha256}.{fmt}.{EXPORTER_VERSION}"'
     return Artifact(path, filename, media_type, etag)
@@ -112,22 +114,21 @@ def _check_fits(source: Source, fmt: ArtifactFormat) -> None:
         )
 
 
-def verify(source: Source) -> None:
-    """409 unless the checkpoint is the file the registry recorded: a missing or altered one
-    is neither sent nor exported."""
-    if not source.checkpoint.is_file():
-        raise ModelUnavailable("this model version's checkpoint file is missing")
-    if sha256_file(source.checkpoint) != source.sha256:
-        raise ModelUnavailable(
-            "this model version's checkpoint does not match the sha256 the registry recorded"
-        )
+def fetch_checkpoint(settings: Settings, source: Source) -> Path:
+    """The checkpoint the registry recorded, checked against its sha256 (409 when it is
+    missing or altered: it is neither sent nor exported; 503 when the store is down)."""
+    return fetch_artifact(store_for(settings), source.key, source.sha256, _unusable)
 
 
-def export_path(source: Source, fmt: ArtifactFormat) -> Path:
+def _unusable(reason: str) -> ModelUnavailable:
+    return ModelUnavailable(f"this model version's checkpoint cannot be used: {reason}")
+
+
+def export_path(settings: Settings, source: Source, fmt: ArtifactFormat) -> Path:
     if not SHA256.match(source.sha256):  # it names a file: never anything but hex
         raise ModelUnavailable("this model version's recorded sha256 is malformed")
     suffix = FILES[fmt][0]
-    return source.checkpoint.parent / FOLDER / f"{source.sha256}.v{EXPORTER_VERSION}{suffix}"
+    return settings.data_dir / FOLDER / f"{source.sha256}.v{EXPORTER_VERSION}{suffix}"
 
 
 _locks: dict[Path, threading.Lock] = {}  # one per export path, kept: a few per version
@@ -139,11 +140,13 @@ def _lock_for(path: Path) -> threading.Lock:
         return _locks.setdefault(path, threading.Lock())
 
 
-def _build_once(settings: Settings, source: Source, fmt: ArtifactFormat, path: Path) -> None:
+def _build_once(
+    settings: Settings, source: Source, fmt: ArtifactFormat, path: Path, checkpoint: Path
+) -> None:
     with _lock_for(path):
         if path.is_file():  # built by the request this one waited for
             return
-        bundle = _load(settings, source)
+        bundle = _load(settings, checkpoint)
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
@@ -153,10 +156,10 @@ def _build_once(settings: Settings, source: Source, fmt: ArtifactFormat, path: P
             tmp.unlink(missing_ok=True)
 
 
-def _load(settings: Settings, source: Source) -> ModelBundle:
+def _load(settings: Settings, checkpoint: Path) -> ModelBundle:
     """On the CPU, whatever predict runs on: an export is traced once, and fits anywhere."""
     try:
-        return load_bundle(source.checkpoint, "cpu", folder_finder(settings))
+        return load_bundle(checkpoint, "cpu", folder_finder(settings))
     except (CheckpointError, Unavailable) as exc:
         raise ModelUnavailable(f"this model version cannot be loaded: {exc}") from exc
 

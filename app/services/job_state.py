@@ -31,6 +31,7 @@ class Claim:
     spec: dict[str, Any]
     started_at: datetime  # the first attempt's start: max_runtime_s counts from here
     project: str = "default"  # where the spec's names (a warm start's model) resolve
+    checkpoints: dict[str, Any] | None = None  # what earlier attempts committed (resume.py)
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def claim(
         spec=job.spec,
         started_at=job.started_at,
         project=job.project,
+        checkpoints=job.checkpoints,
     )
 
 
@@ -160,17 +162,25 @@ def _pool_of(session: Session, job_id: str) -> str | None:
     return session.scalar(select(Job.pool).where(Job.id == job_id))
 
 
-def retry_later(session: Session, job_id: str, attempt: int, reason: str, delay_s: float) -> None:
-    """A failure that is not the job's (storage full): requeue it as the next attempt after
-    delay_s, resuming from its last checkpoint; once its attempts are spent, fail it saying
-    why. Both behind the fence: LeaseLost if this attempt no longer owns the job."""
+def retry_later(
+    session: Session,
+    job_id: str,
+    attempt: int,
+    reason: str,
+    delay_s: float,
+    kind: str = "storage_full",
+) -> None:
+    """A failure that is not the job's (storage full, the artifact store unreachable): requeue
+    it as the next attempt after delay_s, resuming from its last checkpoint; once its attempts
+    are spent, fail it saying why. Both behind the fence: LeaseLost if this attempt no longer
+    owns the job. kind names the failure in the message and the event."""
     job = session.get(Job, job_id, populate_existing=True)
     if job is None or attempt >= job.max_attempts:
-        message = f"storage_full: {reason}; no attempts left"
+        message = f"{kind}: {reason}; no attempts left"
         finish(session, job_id, attempt, JobStatus.failed, message)
         return
-    retrying = f"storage_full: {reason}; retrying in {delay_s:.0f} s"
-    requeue(session, job_id, attempt, "storage_full", retrying, delay_s=delay_s)
+    retrying = f"{kind}: {reason}; retrying in {delay_s:.0f} s"
+    requeue(session, job_id, attempt, kind, retrying, delay_s=delay_s)
 
 
 def record_epoch(
@@ -182,9 +192,14 @@ def record_epoch(
     metrics: dict[str, float],
     report: dict[str, Any] | None = None,
     progress: dict[str, Any] | None = None,
+    checkpoints: dict[str, Any] | None = None,
 ) -> None:
-    """One epoch's metrics (and the progress they mark), fenced: a reaped attempt writes none."""
-    _update_running(session, job_id, attempt, **({"progress": progress} if progress else {}))
+    """One epoch's metrics (and the progress they mark, and the checkpoints kept once its own
+    is stored), fenced: a reaped attempt writes none, so its checkpoints are never named."""
+    values: dict[str, Any] = {"progress": progress} if progress else {}
+    if checkpoints is not None:
+        values["checkpoints"] = checkpoints
+    _update_running(session, job_id, attempt, **values)
     job = session.get(Job, job_id, populate_existing=True)
     assert job is not None
     now = utcnow()

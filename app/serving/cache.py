@@ -6,6 +6,7 @@ the map's lock is held only to look up or insert, never while a checkpoint loads
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 from app.core.errors import ModelUnavailable, Unavailable
@@ -48,16 +49,22 @@ class ModelCache:
         self.loads = 0
         self.evictions = 0
 
-    def get(self, key: VersionKey, path: Path, model: str = "") -> ModelBundle:
-        """The version's bundle, loaded from path once and checked against key's sha256.
-        `model` labels the version's loads and evictions in the metrics."""
+    def get(
+        self, key: VersionKey, source: Path | Callable[[], Path], model: str = ""
+    ) -> ModelBundle:
+        """The version's bundle, loaded once: from a path, checked here against key's sha256,
+        or from what source() fetches (the artifact store, which checked it), called only
+        by the one request that loads it. `model` labels its loads and evictions."""
         bundle = self._lookup(key)
         if bundle is not None:
             return bundle
         with self._key_lock(key):
             bundle = self._lookup(key)
             if bundle is None:
-                bundle = self._load(path, key[1])
+                if callable(source):
+                    bundle = self._load(source(), None)
+                else:
+                    bundle = self._load(source, key[1])
                 model_metrics.LOADS.labels(model).inc()
                 self._insert(key, bundle, model)
             return bundle
@@ -83,9 +90,9 @@ class ModelCache:
         with self._lock:
             return self._locks.setdefault(key, threading.Lock())
 
-    def _load(self, path: Path, sha256: str) -> ModelBundle:
+    def _load(self, path: Path, sha256: str | None) -> ModelBundle:
         try:
-            if path.is_file() and sha256_file(path) != sha256:
+            if sha256 is not None and path.is_file() and sha256_file(path) != sha256:
                 raise CheckpointError("checkpoint does not match the sha256 the registry recorded")
             bundle = load_bundle(path, self.device, self.base_folders)
         except (CheckpointError, Unavailable) as exc:

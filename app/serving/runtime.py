@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -16,10 +17,11 @@ from starlette.concurrency import run_in_threadpool
 from app.base_models.location import folder_finder
 from app.core.config import Settings
 from app.core.db import session_scope
-from app.core.errors import AppError, PayloadTooLarge
+from app.core.errors import AppError, ModelUnavailable, PayloadTooLarge
 from app.ml.bundle import ModelBundle
 from app.ml.devices import resolve_device
 from app.services import auth, registry
+from app.services.artifacts import fetch_artifact
 from app.services.auth import PROJECT_HEADER, Principal
 from app.serving.batcher import Batcher, BatchPolicy
 from app.serving.cache import ModelCache
@@ -27,6 +29,7 @@ from app.serving.generation import Generations
 from app.serving.lookup import ServedVersion, TtlCache, VersionKey
 from app.serving.model_metrics import ModelMetrics, model_label
 from app.serving.predictor import INLINE_VALUES, Prediction, decode, predict
+from app.storage import store_for
 
 UNRESOLVED = "-"  # the metrics label of requests that named no model we serve (bounded series)
 
@@ -42,6 +45,7 @@ class Answer:
 class Serving:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.store = store_for(settings)  # where versions are loaded from
         self.device = resolve_device(settings.serve_device, "TRAINSERVE_SERVE_DEVICE")
         self.cache = ModelCache(
             settings.model_cache_size,
@@ -155,8 +159,14 @@ class Serving:
     async def load(self, version: ServedVersion) -> ModelBundle:
         bundle = self.cache.peek(version.key)
         if bundle is None:  # the first request loads it, off the event loop
-            path = self.settings.artifacts_dir / version.checkpoint_path
-            bundle = await run_in_threadpool(self.cache.get, version.key, path, version.label)
+            fetch = partial(
+                fetch_artifact,
+                self.store,
+                version.checkpoint_path,
+                version.checkpoint_sha256,
+                _unloadable,
+            )
+            bundle = await run_in_threadpool(self.cache.get, version.key, fetch, version.label)
         return bundle
 
     def _model_metrics(self, project: str | None, name: str) -> ModelMetrics:
@@ -186,6 +196,10 @@ class Serving:
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown)
+
+
+def _unloadable(reason: str) -> ModelUnavailable:
+    return ModelUnavailable(f"this model version cannot be loaded: {reason}")
 
 
 def _read_key(key_hash: str) -> Principal:

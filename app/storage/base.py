@@ -1,7 +1,11 @@
 """The interface every backend implements. The public methods check the key, then call the
 backend: no backend can be handed a key that leaves its root."""
 
+import os
+import secrets
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +23,24 @@ class Stored:
 
 
 class ArtifactStore(ABC):
-    def put(self, key: str, local_path: Path) -> Stored:
+    def put(self, key: str, local_path: Path, *, consume: bool = False) -> Stored:
         """Publish the file's bytes under key, atomically: a reader sees the whole object or
-        none (the old one, if any, until the new one is complete)."""
-        return self._put(validate_key(key), Path(local_path))
+        none (the old one, if any, until the new one is complete). consume: the file is the
+        caller's own (written under staged()), which the store may move rather than copy."""
+        return self._put(validate_key(key), Path(local_path), consume)
+
+    @contextmanager
+    def staged(self, name: str) -> Iterator[Path]:
+        """A fresh local path to write an artifact at before put(key, path, consume=True): on
+        the store's own disk, so the put renames it instead of copying. Whatever is left
+        there afterwards is removed; one a killed process left, by clean_incomplete."""
+        folder = self._staging()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f".{os.getpid()}.{secrets.token_hex(8)}.{name}.tmp"
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
 
     def fetch(self, key: str, sha256: str) -> Path:
         """A local file holding key's bytes, checked against sha256 (CorruptArtifact if they
@@ -48,7 +66,11 @@ class ArtifactStore(ABC):
         takes space), started more than older_than_s ago; return how many."""
 
     @abstractmethod
-    def _put(self, key: str, local_path: Path) -> Stored: ...
+    def _staging(self) -> Path:
+        """The local folder staged() writes in (never under a key a reader can fetch)."""
+
+    @abstractmethod
+    def _put(self, key: str, local_path: Path, consume: bool) -> Stored: ...
 
     @abstractmethod
     def _fetch(self, key: str, sha256: str) -> Path: ...

@@ -75,6 +75,15 @@ class ReadCache:
         self.evict(keep=path)
         return path
 
+    def adopt(self, path: Path, sha256: str) -> None:
+        """Take in a file this host just stored, whose sha256 the put computed; it must be
+        in tmp/ (the store's staging folder), so the rename stays on one disk."""
+        target = self.path_for(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        _touch(target)
+        self.evict(keep=target)
+
     def evict(self, keep: Path | None = None) -> int:
         """Remove the least recently used files until the rest fit in max_bytes (the one
         just fetched stays, even alone past the limit); return the bytes kept."""

@@ -40,6 +40,11 @@ def publish(tmp: Path, path: Path) -> None:
     fsync_path(path.parent)
 
 
+def fsync_file(path: Path) -> None:
+    with open(path, "rb+") as fp:
+        os.fsync(fp.fileno())
+
+
 def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -5,9 +5,19 @@ import shutil
 import time
 from pathlib import Path
 
+from app.core.files import sha256_file
 from app.storage.base import ArtifactStore, Stored
 from app.storage.errors import ArtifactNotFound, CorruptArtifact, InvalidKey
-from app.storage.files import HashMemo, copy_hashed, make_folders, publish, temp_beside
+from app.storage.files import (
+    HashMemo,
+    copy_hashed,
+    fsync_file,
+    make_folders,
+    publish,
+    temp_beside,
+)
+
+STAGING = ".staging"
 
 
 class LocalStore(ArtifactStore):
@@ -25,10 +35,21 @@ class LocalStore(ArtifactStore):
             raise InvalidKey(f"artifact key {key!r} leads outside {self.root} (a symlink?)")
         return path
 
-    def _put(self, key: str, local_path: Path) -> Stored:
+    def _staging(self) -> Path:
+        # A dot-name: no valid key reaches it; clean_incomplete sweeps what is left in it.
+        return self.root / STAGING
+
+    def _put(self, key: str, local_path: Path, consume: bool) -> Stored:
         path = self._path(key)
         self.root.mkdir(parents=True, exist_ok=True)
         make_folders(path.parent, self.root)
+        if consume and _same_disk(local_path, self.root):
+            # The caller's own file, on this disk: renamed into place, not copied.
+            sha256, size = sha256_file(local_path), local_path.stat().st_size
+            fsync_file(local_path)
+            publish(local_path, path)
+            self._memo.forget(path)
+            return Stored(key, sha256, size)
         tmp = temp_beside(path)
         try:
             sha256, size = copy_hashed(local_path, tmp)
@@ -75,3 +96,7 @@ class LocalStore(ArtifactStore):
             except FileNotFoundError:  # another process cleaned it first
                 continue
         return count
+
+
+def _same_disk(path: Path, root: Path) -> bool:
+    return path.stat().st_dev == root.stat().st_dev

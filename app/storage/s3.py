@@ -91,7 +91,11 @@ class S3Store(ArtifactStore):
             raise InvalidKey(f"artifact key {key!r} with the store's prefix passes S3's limit")
         return name
 
-    def _put(self, key: str, local_path: Path) -> Stored:
+    def _staging(self) -> Path:
+        # The read cache's tmp/: a consumed put's file joins the cache by a rename.
+        return self.cache.tmp
+
+    def _put(self, key: str, local_path: Path, consume: bool) -> Stored:
         name, before = self._object(key), _file_state(local_path)
         sha256 = sha256_file(local_path)
         extra = {"Metadata": {"sha256": sha256}}
@@ -104,6 +108,8 @@ class S3Store(ArtifactStore):
                 raise self._failed("put", key, exc) from exc
         if _file_state(local_path) != before:
             raise StoreError(f"{local_path} changed while it was stored as '{key}'; put it again")
+        if consume:  # this host reads it back (a resume, a warm start) without a download
+            self.cache.adopt(local_path, sha256)
         return Stored(key, sha256, before[0])
 
     def _landed(self, name: str, sha256: str, size: int) -> bool:

@@ -1,7 +1,10 @@
 """TRAINSERVE_ARTIFACT_STORE, read: which store this process uses."""
 
+import os
 import re
+from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 from app.storage.base import ArtifactStore
 from app.storage.cache import ReadCache
@@ -12,6 +15,27 @@ SETTING = "TRAINSERVE_ARTIFACT_STORE"
 DEFAULT_CACHE_BYTES = 10 * 1024**3
 # S3's rules for a bucket name: 3-63 lowercase letters, digits, dots and hyphens.
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+class StoreSettings(Protocol):
+    """What store_for reads of app.core.config.Settings (which this layer cannot import)."""
+
+    artifact_store: str
+    data_dir: Path
+    artifact_cache_bytes: int
+
+
+def store_for(settings: StoreSettings) -> ArtifactStore:
+    """This process's store for these settings, made once: its client and connection pool
+    are shared by every request and job of the process (a forked child makes its own)."""
+    return _made(
+        settings.artifact_store, settings.data_dir, settings.artifact_cache_bytes, os.getpid()
+    )
+
+
+@cache
+def _made(value: str, data_dir: Path, cache_bytes: int, pid: int) -> ArtifactStore:
+    return store_from_url(value, data_dir, cache_bytes)
 
 
 def store_from_url(

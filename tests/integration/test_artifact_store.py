@@ -29,7 +29,7 @@ from app.storage import (
     store_from_url,
 )
 from app.storage.s3 import s3_client
-from tests.s3_support import FaultProxy, moto_server
+from tests.s3_support import FaultProxy, moto_server, use_aws
 from tests.support import Proc, base_env, free_port, wait_until
 
 MiB = 1024 * 1024
@@ -40,18 +40,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Credentials and region as an operator sets them; no endpoint (each test names one)."""
-    none = str(tmp_path_factory.mktemp("aws") / "none")
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": none,
-            "AWS_SHARED_CREDENTIALS_FILE": none,
-        }.items():
-            mp.setenv(name, value)
-        for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
-            mp.delenv(name, raising=False)
+        use_aws(mp, tmp_path_factory.mktemp("aws"))
         yield
 
 

@@ -228,7 +228,10 @@ def test_a_failed_build_leaves_nothing_that_is_served_later(
     real = export.write_onnx
     monkeypatch.setattr(export, "write_onnx", half_then_full)
     api_error(fetch(api, "export-full-disk", "onnx"), 507, "storage_full")
-    assert list((checkpoint_of("export-full-disk").parent / "exports").iterdir()) == []
+    with session_scope() as session:
+        sha256 = session.scalars(version_query("export-full-disk")).one().checkpoint_sha256
+    built = get_settings().data_dir / "exports"
+    assert [p.name for p in built.iterdir() if sha256 in p.name] == []
     monkeypatch.setattr(export, "write_onnx", real)
     response = fetch(api, "export-full-disk", "onnx")
     assert response.status_code == 200 and ort.InferenceSession(response.content)

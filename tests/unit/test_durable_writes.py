@@ -11,6 +11,7 @@ import torch
 
 from app.datasets.stored import write_stored
 from app.ml import checkpoint
+from app.storage import LocalStore
 
 
 @pytest.fixture
@@ -37,14 +38,20 @@ def events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 def test_a_dataset_file_is_durable_in_its_new_folder(
     tmp_path: Path, events: list[tuple[str, str]]
 ) -> None:
+    """Staged, fsynced, renamed under its key by the store, each new folder fsynced into
+    the one above it and the file's folder after the rename."""
+    store = LocalStore(tmp_path)
+    with store.staged("data.npz") as staged:
+        write_stored(staged, {"x": np.zeros((2, 2)), "y": np.arange(2)})
+        store.put("datasets/d1/data.npz", staged, consume=True)
     folder = tmp_path / "datasets" / "d1"
-    folder.mkdir(parents=True)  # as create_dataset makes it
-    write_stored(folder / "data.npz", {"x": np.zeros((2, 2)), "y": np.arange(2)})
     assert events == [
-        ("fsync", f"{folder}/data.npz.tmp"),
+        ("fsync", str(staged)),  # write_stored
+        ("fsync", f"{tmp_path}/"),  # datasets/ made
+        ("fsync", f"{folder.parent}/"),  # datasets/d1 made
+        ("fsync", str(staged)),  # the store's own, before the rename
         ("replace", f"{folder}/data.npz"),
         ("fsync", f"{folder}/"),
-        ("fsync", f"{folder.parent}/"),
     ]
 
 

@@ -17,6 +17,7 @@ from app.datasets.images_zip_upload import parse_images_zip
 from app.datasets.parsing import UploadOptions
 from app.datasets.raw import RawData
 from app.schemas.job import JobSpec, Task
+from app.storage import LocalStore
 from tests.dataset_files import zip_bytes
 from worker.training import setup
 from worker.training.loop import (
@@ -179,11 +180,12 @@ def test_a_resumed_cnn_run_has_the_weights_and_statistics_of_an_uninterrupted_on
         )
 
     first = setup.assemble(job({"arch": "cnn", "channels": [4]}, epochs=2), raw, CPU)
-    ckpts = CheckpointDir(tmp_path, attempt=1, keep=2)
+    ckpts = CheckpointDir(LocalStore(tmp_path), "j1", attempt=1, keep=2)
     train(first, on_epoch_end=lambda r: ckpts.save(r.epoch, r.step, state(first)))
     torch.manual_seed(999)  # the next attempt starts in a fresh process
     resumed = setup.assemble(spec, raw, CPU)
-    resume = CheckpointDir(tmp_path, attempt=2, keep=2).restore(state(resumed))
+    again = CheckpointDir(LocalStore(tmp_path), "j1", attempt=2, keep=2, recorded=ckpts.recorded)
+    resume = again.restore(state(resumed))
     assert resume is not None and resume.epoch == 2
     train(resumed, start_epoch=resume.epoch)
     expected = reference.model.state_dict()

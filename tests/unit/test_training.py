@@ -9,6 +9,7 @@ from torch import nn
 
 from app.ml.zoo import build_model
 from app.schemas.job import JobSpec, Task
+from app.storage import LocalStore
 from worker.data.prepare import prepare
 from worker.data.sklearn_builtins import load_builtin
 from worker.data.split import split_indices
@@ -102,7 +103,7 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) ->
     train(model, opt, gen, 4)
 
     first, opt1, gen1 = fresh(dropout=0.3)
-    ckpts = CheckpointDir(tmp_path, attempt=1, keep=2)
+    ckpts = CheckpointDir(LocalStore(tmp_path), "j1", attempt=1, keep=2)
     train(
         first,
         opt1,
@@ -114,7 +115,8 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) ->
     )
     torch.manual_seed(999)  # the next attempt starts in a fresh process with other RNG states
     resumed, opt2, gen2 = fresh(seed=123, dropout=0.3)
-    resume = CheckpointDir(tmp_path, attempt=2, keep=2).restore(state(resumed, opt2, gen2))
+    second = CheckpointDir(LocalStore(tmp_path), "j1", attempt=2, keep=2, recorded=ckpts.recorded)
+    resume = second.restore(state(resumed, opt2, gen2))
     assert resume is not None and (resume.epoch, resume.step) == (2, 26)
     # the checkpoint carries its epoch's figures: recorded even if its attempt died before
     assert resume.report == {"epoch": 2} and "train_loss" in resume.metrics
@@ -123,28 +125,33 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path: Path) ->
         assert torch.equal(value, resumed.state_dict()[key]), key
 
 
-def test_attempts_write_their_own_folders_and_resume_from_the_newest(tmp_path: Path) -> None:
+def test_only_committed_checkpoints_are_resumed_from_newest_readable_first(
+    tmp_path: Path,
+) -> None:
+    """An attempt writes its own keys; a resume reads what the job's pointers name (what the
+    attempts committed), newest first, checked against their sha256: an object no pointer
+    names (a stale attempt's, a put killed before its commit) is never read."""
+    store = LocalStore(tmp_path)
     model, opt, gen = fresh()
-    first = CheckpointDir(tmp_path, attempt=1, keep=2)
-    train(
-        model,
-        opt,
-        gen,
-        3,
-        on_epoch_end=lambda r: first.save(r.epoch, r.step, state(model, opt, gen)),
-    )
-    assert sorted(p.name for p in (tmp_path / "attempt-1").iterdir()) == [
+    first = CheckpointDir(store, "j1", attempt=1, keep=2)
+    on_epoch = lambda r: first.save(r.epoch, r.step, state(model, opt, gen))  # noqa: E731
+    train(model, opt, gen, 3, on_epoch_end=lambda r: (on_epoch(r), first.committed()))
+    assert sorted(p.name for p in (tmp_path / "jobs/j1/attempt-1").iterdir()) == [
         "epoch-0002.safetensors",
         "epoch-0003.safetensors",
     ]
-    second = CheckpointDir(tmp_path, attempt=2, keep=2)
+    assert [p["epoch"] for p in first.recorded["epochs"]] == [2, 3]
+    committed = first.recorded
+    second = CheckpointDir(store, "j1", attempt=2, keep=2, recorded=committed)
     assert epoch_of(second.restore(state(*fresh()))) == 3
     second.save(4, 52, state(model, opt, gen))
-    first.save(9, 117, state(model, opt, gen))  # a stale attempt 1 that kept running
-    assert epoch_of(CheckpointDir(tmp_path, attempt=3, keep=2).restore(state(*fresh()))) == 4
-    (tmp_path / "attempt-2" / "epoch-0004.safetensors").write_bytes(b"torn write")
-    assert epoch_of(CheckpointDir(tmp_path, attempt=3, keep=2).restore(state(*fresh()))) == 9
-    assert CheckpointDir(tmp_path / "empty", attempt=1, keep=2).restore(state(*fresh())) is None
+    stale = CheckpointDir(store, "j1", attempt=1, keep=2, recorded=committed)
+    stale.save(9, 117, state(model, opt, gen))  # a reaped attempt 1 still running: never committed
+    third = CheckpointDir(store, "j1", attempt=3, keep=2, recorded=second.recorded)
+    assert epoch_of(third.restore(state(*fresh()))) == 4
+    (tmp_path / "jobs/j1/attempt-2/epoch-0004.safetensors").write_bytes(b"torn write")
+    assert epoch_of(third.restore(state(*fresh()))) == 3  # the corrupt newest is skipped
+    assert CheckpointDir(store, "j2", attempt=1, keep=2).restore(state(*fresh())) is None
 
 
 def epoch_of(resume: Resume | None) -> int:

@@ -63,8 +63,8 @@ class Reporter:
         return self.stop_reason is not None
 
     def resumed(self, resume: Resume) -> None:
-        """Carry on from a checkpoint. Its epoch's metrics are recorded if the attempt that
-        wrote it died before recording them (the checkpoint is written first)."""
+        """Carry on from a checkpoint. Its epoch's metrics are recorded if they are missing
+        (lost after the pointer was committed: an operator's cleanup, a restored backup)."""
         self.epoch, self.step = resume.epoch, resume.step
         self.reports[resume.epoch] = resume.report
         self.event("resumed", f"resumed from the checkpoint of epoch {resume.epoch}")
@@ -77,14 +77,16 @@ class Reporter:
         self.samples_per_s = round(result.samples_per_s, 1)
         self.reports[result.epoch] = result.report
         self.keeper.check()  # a stale attempt writes no checkpoint
-        # The checkpoint first, the row second: an attempt killed between the two leaves a
-        # checkpoint whose metrics the next attempt records (resumed, above); the other order
-        # would leave an epoch on the row that no checkpoint can resume from.
+        # The checkpoint's object first, then its pointer and the epoch's metrics in one
+        # fenced transaction: an attempt killed before the commit leaves an object no row
+        # names (never read; the next attempt redoes the epoch), never a pointer to nothing.
         self.ckpts.save(result.epoch, result.step, self.state, result.metrics, result.report)
         if self.keep_best and result.is_best:
             self.ckpts.save_best(result.epoch, self.state.model, result.report)
         with session_scope() as session:
-            self._record(session, result.epoch, result.step, result.metrics, result.report)
+            self._record(
+                session, result.epoch, result.step, result.metrics, result.report, commit=True
+            )
             job_state.add_event(
                 session,
                 self.claim.job_id,
@@ -92,6 +94,7 @@ class Reporter:
                 "checkpoint",
                 f"checkpoint at epoch {result.epoch}",
             )
+        self.ckpts.committed()
 
     def _record(
         self,
@@ -100,7 +103,10 @@ class Reporter:
         step: int,
         metrics: dict[str, float],
         report: dict[str, Any],
+        *,
+        commit: bool = False,
     ) -> None:
+        """commit: the checkpoints this epoch stored become the job's pointers."""
         job_state.record_epoch(
             session,
             self.claim.job_id,
@@ -110,6 +116,7 @@ class Reporter:
             metrics,
             {"epoch": epoch, "validation": report},
             self.progress(),
+            checkpoints=self.ckpts.recorded if commit else None,
         )
 
     def event(self, kind: str, message: str) -> None:

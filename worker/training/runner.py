@@ -33,6 +33,7 @@ from app.models import JobStatus
 from app.schemas.job import JobSpec
 from app.services import job_state
 from app.services.job_state import Claim, LeaseLost
+from app.storage import StoreUnavailable, store_for
 from worker.data.prepare import TrainingData, load_raw
 from worker.node import node_id, process_id
 from worker.training import setup
@@ -81,15 +82,24 @@ def run_job(job_id: str, settings: Settings) -> None:
 
 def _failed(claim: Claim, exc: Exception, settings: Settings) -> None:
     full = storage_full(exc)
-    if full is None:
+    if full is not None:
+        log.error("job %s attempt %d ran out of storage: %s", claim.job_id, claim.attempt, exc)
+        _retry_later(claim, settings, full.message, "storage_full")
+    elif isinstance(exc, StoreUnavailable):
+        log.error(
+            "job %s attempt %d: the artifact store failed: %s", claim.job_id, claim.attempt, exc
+        )
+        _retry_later(claim, settings, str(exc), "store_unavailable")
+    else:
         log.exception("job %s failed", claim.job_id)
         _finish(claim, Outcome(JobStatus.failed, f"{type(exc).__name__}: {exc}"))
-        return
-    log.error("job %s attempt %d ran out of storage: %s", claim.job_id, claim.attempt, exc)
+
+
+def _retry_later(claim: Claim, settings: Settings, reason: str, kind: str) -> None:
     # Not the job's fault: job_state tries it again later, or fails it once attempts are spent.
     with _fenced(claim, "retrying it"), session_scope() as session:
         job_state.retry_later(
-            session, claim.job_id, claim.attempt, full.message, settings.storage_retry_s
+            session, claim.job_id, claim.attempt, reason, settings.storage_retry_s, kind
         )
 
 
@@ -128,9 +138,7 @@ def train_attempt(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outc
     raw = load_raw(spec, lambda dataset_id: load_stored(settings, dataset_id))
     run = setup.assemble(spec, raw, device, base, parent)
     state = TrainingState(run.model, run.optimizer, run.generator, setup.stateful_parts(run.opts))
-    ckpts = CheckpointDir(
-        settings.artifacts_dir / "jobs" / claim.job_id, claim.attempt, settings.checkpoints_kept
-    )
+    ckpts = checkpoints_of(claim, settings)
     max_runtime = spec.training.max_runtime_s or settings.max_job_runtime_s
     keep_best = run.opts.early_stopping is not None
     reporter = Reporter(claim, keeper, spec.training.epochs, ckpts, state, keep_best, max_runtime)
@@ -158,6 +166,17 @@ def train_attempt(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outc
     except Diverged as exc:
         return Outcome(JobStatus.failed, f"diverged: {exc}")
     return _conclude(claim, spec, run, ckpts, reporter, last, base)
+
+
+def checkpoints_of(claim: Claim, settings: Settings) -> CheckpointDir:
+    """The attempt's checkpoints in the store, resuming from what earlier attempts committed."""
+    return CheckpointDir(
+        store_for(settings),
+        claim.job_id,
+        claim.attempt,
+        settings.checkpoints_kept,
+        claim.checkpoints,
+    )
 
 
 def _stopped(claim: Claim, reporter: Reporter) -> Outcome | None:
@@ -226,8 +245,8 @@ def _conclude(
         "test": test_report,
     }
     lineage = _save_model(claim, spec, data, run.model.to("cpu"), ckpts, base)
-    # What the version takes on disk: for a fine-tuned base, only what training changed.
-    report["stored_bytes"] = ckpts.model_path.stat().st_size
+    # What the version takes in the store: for a fine-tuned base, only what training changed.
+    report["stored_bytes"] = lineage.pop("stored_bytes")
     if base is not None:
         report["base_model"] = {"id": base.id, "name": base.name}
     stopped = f"; early stopping after epoch {last}" if last < spec.training.epochs else ""
@@ -260,15 +279,15 @@ def _save_model(
         y_scaler=data.y_scaler,
         model=model,
     )
-    path = ckpts.model_path
-    sha256 = bundle.save(path)
+    stored = ckpts.save_model(bundle.save)
     return {
         "task": data.task,
         "spec": claim.spec,
         "dataset": data.dataset,
         "classes": data.classes,
         "input_shape": data.preprocessor.input_shape,
-        "checkpoint_path": str(path.relative_to(ckpts.job_root.parents[1])),
-        "checkpoint_sha256": sha256,
+        "checkpoint_path": stored.key,
+        "checkpoint_sha256": stored.sha256,
+        "stored_bytes": stored.size,
         "base_model_id": base.id if base is not None else None,
     }

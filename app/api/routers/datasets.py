@@ -18,6 +18,7 @@ NO_DATASET = {404: "No dataset with this id in the caller's project (not_found)"
     status_code=201,
     response_model=DatasetPublic,
     responses=errors_for(
+        503,
         507,
         when={
             409: "The project has a dataset of this name (dataset_exists; details give its "
