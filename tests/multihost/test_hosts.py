@@ -51,7 +51,7 @@ BUCKET = "trainserve-hosts"
 API_PORT = 8000  # each host's own ports: nothing else listens in its namespace
 MOTO_PORT = 5000
 WORKERS = ("worker-a", "worker-b")
-EPOCHS = 8
+EPOCHS = 6
 CLAIMED = re.compile(r"claimed by worker (?P<host>[^\s:]+):\d+ \(attempt (?P<attempt>\d+)\)")
 S3_CREDENTIALS = {
     "aws_access_key_id": "testing",
