@@ -125,7 +125,6 @@ class Forwarder:
     def __init__(self, bind: str, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self.listener = socket.create_server((bind, 0))
-        self.address = f"{bind}:{self.listener.getsockname()[1]}"
         self.port = int(self.listener.getsockname()[1])
         self.open: set[socket.socket] = set()
         self.lock = threading.Lock()
@@ -223,7 +222,8 @@ class Network:
         return self.subnet
 
     def forward(self, upstream: tuple[str, int]) -> Forwarder:
-        """A forwarder on the gateway to a service of the root namespace's loopback."""
+        """A forwarder on the gateway to a service on the root namespace's loopback (or on a
+        host, so that hosts reach it through the root namespace too)."""
         forwarder = Forwarder(self.gateway, upstream)
         self.forwarders.append(forwarder)
         return forwarder
