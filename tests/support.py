@@ -33,9 +33,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test (or session), dropped afterwards."""
-    name = f"trainserve_test_{secrets.token_hex(6)}"
+def pg_database(name: str | None = None) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (or session), dropped afterwards; `name`
+    (default: a random trainserve_test_...) is a plain identifier."""
+    name = name or f"trainserve_test_{secrets.token_hex(6)}"
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     params = dict(p.split("=") for p in PG_ADMIN_DSN.split())
