@@ -1,13 +1,20 @@
 """Pieces the bench scripts share: the seed job's settings and spec, a free port, a server's
-environment, process groups, and the "each run" line of a report."""
+environment, process groups and their CPU time, and the "each run" line of a report."""
 
 import os
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
+
+# The repository root, for the scripts that start the stack with tests/support.py's helpers:
+# `tests` is not an installed package.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
 
 # The seed document's training: mlp [128], SGD lr 0.01 momentum 0.9, batch 64, seed 0.
 SEED, BATCH, LR, MOMENTUM = 0, 64, 0.01, 0.9
@@ -49,6 +56,31 @@ def stop_group(popen: subprocess.Popen[bytes], timeout: float) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(popen.pid, signal.SIGKILL)
             popen.wait(5)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """user + system CPU of the process `pid` and all its descendants (threads included)."""
+    stats = _proc_stats()
+    tree, frontier = set(), {pid}
+    while frontier:
+        tree |= frontier
+        frontier = {p for p, (ppid, _) in stats.items() if ppid in frontier} - tree
+    return sum(stats[p][1] for p in tree if p in stats)
+
+
+def _proc_stats() -> dict[int, tuple[int, float]]:
+    """pid → (ppid, user + system CPU seconds), from /proc/<pid>/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # it exited meanwhile
+        out[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return out
 
 
 def run_line(label: str, walls: Iterable[float], width: int) -> str:

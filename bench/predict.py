@@ -54,7 +54,7 @@ from app.services import registry
 
 # isort: split
 # bench's own modules: the script's folder is first on sys.path (python bench/predict.py)
-from common import free_port, server_env, start_group, stop_group
+from common import free_port, server_env, start_group, stop_group, tree_cpu_seconds
 from loadgen import CLIENTS, closed_loop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,12 +184,7 @@ class Proc:
 
     def cpu_seconds(self) -> float:
         """user + system CPU of the process and all its descendants (threads included)."""
-        stats = _proc_stats()
-        tree, frontier = set(), {self.popen.pid}
-        while frontier:
-            tree |= frontier
-            frontier = {pid for pid, (ppid, _) in stats.items() if ppid in frontier} - tree
-        return sum(stats[pid][1] for pid in tree if pid in stats)
+        return tree_cpu_seconds(self.popen.pid)
 
     def stop(self) -> None:
         stop_group(self.popen, 20)
@@ -197,21 +192,6 @@ class Proc:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
         self._log.close()
-
-
-def _proc_stats() -> dict[int, tuple[int, float]]:
-    """pid → (ppid, user + system CPU seconds), from /proc/<pid>/stat."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # it exited meanwhile
-        out[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
-    return out
 
 
 @dataclass

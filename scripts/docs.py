@@ -752,6 +752,11 @@ INDEX_PAGES = (
         "the map: what runs where, the life of a job and of a predict request, and the module "
         "where each behaviour lives",
     ),
+    (
+        "scaling.md",
+        "the plan for 100 workers and 10,000 jobs a day from `bench/scale.py`'s figures: what "
+        "gives out first, and the setting or change that moves it",
+    ),
     ("configuration.md", "every `TRAINSERVE_*` setting: type, default, bounds, what it does"),
     ("job-spec.md", "every field of the job spec `POST /v1/jobs` takes, by dotted path"),
     ("cli.md", "every `trainserve` command and its options"),
@@ -764,7 +769,8 @@ def render_index() -> str:
     return page(
         "# trainserve's documentation",
         table(["page", "what it is"], rows),
-        "All but architecture.md are generated from the code; regenerate them with\n"
+        "All but architecture.md and scaling.md are generated from the code; regenerate them "
+        "with\n"
         "`python scripts/docs.py` (`--check` says which are stale; a unit test runs it).",
     )
 

@@ -6,6 +6,7 @@ import importlib
 import math
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
@@ -194,3 +195,36 @@ def test_both_generation_loops_make_the_tokens_asked_for(
     assert model.config.vocab_size == 64
     for loop in (module.plain, module.service):
         assert loop(model, tokenizer, 7, 0) == 7  # min_new_tokens: never stopped early
+
+
+def test_scale_bench_times_the_local_stores_and_prints_every_ratio(
+    bench: Importer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scale = bench("scale")
+    rows = scale.transfers(2 * scale.MiB, tmp_path, None, repeats=1)
+    assert [(r.store, r.op) for r in rows] == [
+        ("copyfile + sha256", "copy"),
+        ("LocalStore", "put"),
+        ("LocalStore", "fetch"),
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["local"]  # the file and blob removed
+    scale.print_storage(rows)
+    assert "1.00x" in capsys.readouterr().out
+
+
+def test_scale_bench_jobs_arithmetic(bench: Importer, capsys: pytest.CaptureFixture[str]) -> None:
+    scale = bench("scale")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def job(started_s: float, finished_s: float) -> object:
+        at = [t0 + timedelta(seconds=s) for s in (0, started_s, finished_s)]
+        return scale.JobTimes(*at, loop_s=0.5)
+
+    one = scale.Run("one worker", 1, [job(1, 3), job(3, 6)])
+    two = scale.Run("two workers", 2, [job(1, 3), job(1, 3)])
+    assert (one.wall_s, one.per_minute, one.slot_s) == (6, 20, 3)
+    assert (two.wall_s, two.per_minute, two.slot_s) == (3, 40, 3)
+    scale.print_jobs([one, two], one)
+    out = capsys.readouterr().out
+    assert "2.00x" in out and "5.00x" in out  # twice the jobs a minute; overhead 2.5 s = 5x loop
+    assert scale.parse_args([]).sections == ["jobs", "predict", "storage"]
