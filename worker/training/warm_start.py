@@ -1,6 +1,7 @@
 """A warm start's parent: the registered version a job's `init` names, loaded as predict
 loads it (from the store, checked against its recorded sha256), whose weights and
-preprocessing the job continues from. Its fit was checked at submission; a parent deleted since fails the job."""
+preprocessing the job continues from. Its fit was checked at submission; a parent deleted
+since fails the job."""
 
 from app.base_models.location import folder_finder
 from app.core.config import Settings
