@@ -122,15 +122,18 @@ def _fenced(claim: Claim, what: str) -> Iterator[None]:
 def train_attempt(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outcome | None:
     """Train the claimed attempt; None when the job went back to the queue instead."""
     spec = JobSpec.model_validate(claim.spec)
+    if spec.training.devices > 1:
+        # Imported here: worker/training/distributed.py builds on this module's pieces.
+        from worker.training.distributed import train_distributed
+
+        return train_distributed(claim, settings, keeper, spec)
     device = resolve_device(spec.training.device)
     base = load_base(spec, settings)
     parent = load_parent(spec, claim.project, settings)
     raw = load_raw(spec, lambda dataset_id: load_stored(settings, dataset_id))
     run = setup.assemble(spec, raw, device, base, parent)
     state = TrainingState(run.model, run.optimizer, run.generator, setup.stateful_parts(run.opts))
-    ckpts = CheckpointDir(
-        settings.artifacts_dir / "jobs" / claim.job_id, claim.attempt, settings.checkpoints_kept
-    )
+    ckpts = checkpoint_dir(claim, settings)
     max_runtime = spec.training.max_runtime_s or settings.max_job_runtime_s
     keep_best = run.opts.early_stopping is not None
     reporter = Reporter(claim, keeper, spec.training.epochs, ckpts, state, keep_best, max_runtime)
@@ -158,6 +161,13 @@ def train_attempt(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outc
     except Diverged as exc:
         return Outcome(JobStatus.failed, f"diverged: {exc}")
     return _conclude(claim, spec, run, ckpts, reporter, last, base)
+
+
+def checkpoint_dir(claim: Claim, settings: Settings) -> CheckpointDir:
+    """The attempt's checkpoints; every rank of a data-parallel job finds them here too."""
+    return CheckpointDir(
+        settings.artifacts_dir / "jobs" / claim.job_id, claim.attempt, settings.checkpoints_kept
+    )
 
 
 def _stopped(claim: Claim, reporter: Reporter) -> Outcome | None:
