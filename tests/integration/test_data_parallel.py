@@ -6,6 +6,7 @@ the reaper every second) so that a killed attempt is requeued within seconds."""
 import os
 import secrets
 import signal
+import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -39,17 +40,34 @@ def ddp_spec(name: str, **training: Any) -> dict[str, Any]:
     return spec
 
 
-def rank_pids(job_id: str) -> list[int]:
-    """The processes of the job's ranks 1..N-1 (their command line names its run folder)."""
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is pid: rank 0's are its ranks 1..N-1."""
     found = []
-    for entry in Path("/proc").iterdir():
+    for entry in Path("/proc").glob("[0-9]*"):
         try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if "worker.training.ranks" in cmdline and f"trainserve-ddp-{job_id}-" in cmdline:
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == pid and state != "Z":
             found.append(int(entry.name))
     return found
+
+
+def alive(pids: list[int]) -> list[int]:
+    """Which of pids still run (a zombie has ended)."""
+    live = []
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                live.append(pid)
+        except OSError:
+            continue
+    return live
+
+
+def run_dirs(job_id: str) -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"trainserve-ddp-{job_id}-*"))
 
 
 def claimer(engine: Engine, job_id: str) -> int | None:
@@ -63,12 +81,15 @@ def events(api: Api, job_id: str) -> list[str]:
     return [f"{e['kind']}: {e['message']}" for e in api.job(job_id)["events"]]
 
 
-def running_past(api: Api, engine: Engine, job_id: str, epoch: int) -> tuple[int, list[int]]:
-    """Wait until the job is past `epoch` with its rank 1 up; → (rank 0's pid, rank pids)."""
+def running_past(api: Api, engine: Engine, job_id: str, epoch: int = 0) -> tuple[int, list[int]]:
+    """Wait until the job trains (past `epoch`, if given) with its rank 1 up; → (rank 0's
+    pid, the other ranks' pids)."""
 
     def ready() -> tuple[int, list[int]] | None:
-        pid, pids = claimer(engine, job_id), rank_pids(job_id)
-        past = api.job(job_id)["progress"]["epoch"] >= epoch
+        pid = claimer(engine, job_id)
+        pids = children(pid) if pid else []
+        progress = api.job(job_id)["progress"]
+        past = progress["epoch"] >= epoch and progress["step"] > 0
         return (pid, pids) if pid and pids and past else None
 
     return wait_until(ready, 90, f"job {job_id} past epoch {epoch}", interval=0.1)
@@ -134,41 +155,41 @@ def test_two_ranks_train_and_rank_0_alone_reports_and_registers(
         "epoch-0001.safetensors",
         "epoch-0002.safetensors",
     ]
-    assert rank_pids(job["id"]) == []
+    assert run_dirs(job["id"]) == []  # the rendezvous folder went with the attempt
 
 
 def test_a_sigkilled_rank_0_takes_its_ranks_with_it_and_the_job_resumes(
     stack: tuple[Served, Api, Engine],
 ) -> None:
     served, api, engine = stack
-    job = api.submit(ddp_spec("ddp-killed", epochs=3, batch_size=4))
+    job = api.submit(ddp_spec("ddp-killed", epochs=2, batch_size=8))
     rank0, others = running_past(api, engine, job["id"], 1)
     os.kill(rank0, signal.SIGKILL)  # the claiming pool child alone: no cleanup, no warning
-    wait_until(lambda: not any(Path(f"/proc/{p}").exists() for p in others), 10, "no orphans")
+    wait_until(lambda: not alive(others), 10, "no orphan rank")
     done = api.wait_job(job["id"], timeout=120)
     history = events(api, job["id"])
     assert done["status"] == "succeeded" and done["attempt"] == 2, (history, served.logs())
     assert any(e.startswith("resumed: resumed from the checkpoint of epoch") for e in history)
-    assert rank_pids(job["id"]) == []
+    assert run_dirs(job["id"]) == []  # the killed attempt's folder, removed by the next one
 
 
 def test_a_cancel_stops_both_ranks_after_the_same_step(stack: tuple[Served, Api, Engine]) -> None:
     served, api, engine = stack
-    job = api.submit(ddp_spec("ddp-cancel", epochs=50, batch_size=4))
-    running_past(api, engine, job["id"], 1)
+    job = api.submit(ddp_spec("ddp-cancel", epochs=50, batch_size=8))
+    _, others = running_past(api, engine, job["id"])
     assert api.http.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
     done = api.wait_job(job["id"], timeout=60)
     history = events(api, job["id"])
     assert done["status"] == "cancelled", (history, served.logs())
     # rank 0 checks that every rank's last step was its own before it ends the attempt
     assert any(e.startswith("data_parallel: all 2 ranks ended after step") for e in history)
-    assert rank_pids(job["id"]) == []
+    assert alive(others) == []
 
 
 def test_a_rank_that_dies_fails_the_attempt_naming_it(stack: tuple[Served, Api, Engine]) -> None:
     served, api, engine = stack
-    job = api.submit(ddp_spec("ddp-rank-dies", epochs=50, batch_size=4))
-    _, others = running_past(api, engine, job["id"], 1)
+    job = api.submit(ddp_spec("ddp-rank-dies", epochs=50, batch_size=8))
+    _, others = running_past(api, engine, job["id"])
     os.kill(others[0], signal.SIGKILL)
     done = api.wait_job(job["id"], timeout=60)
     assert done["status"] == "failed", (done, served.logs())

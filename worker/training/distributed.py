@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 import torch
 
@@ -137,17 +138,13 @@ class RankProcesses:
         _remove_old_run_dirs(claim.job_id)  # what a killed attempt of this job left
         run_dir = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{claim.job_id}-"))
         self.group = Group(0, world, kind, run_dir, settings.ddp_timeout_s)
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.procs: dict[int, Rank] = {}
 
     def __enter__(self) -> "RankProcesses":
         ranks.write_run_file(self.group.run_dir, self.claim, self.group)
-        # The ranks import the same code as this process, wherever it was installed from.
-        root = str(Path(ranks.__file__).resolve().parents[2])
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-        env = os.environ | {"PYTHONPATH": path}
+        start = _fork if self.group.kind == "cpu" else _spawn
         for rank in range(1, self.world):
-            args = [sys.executable, "-m", "worker.training.ranks", str(self.group.run_dir)]
-            self.procs[rank] = subprocess.Popen([*args, str(rank)], env=env)
+            self.procs[rank] = start(self.group.run_dir, rank)
         return self
 
     def __exit__(
@@ -211,6 +208,62 @@ class RankProcesses:
     def _raise_if_failed(self, cause: BaseException | None = None) -> None:
         if failed := self._failed():
             raise RankFailed(f"{'; '.join(failed)} (of {self.world} ranks)") from cause
+
+
+class Rank(Protocol):
+    """A rank's process, as subprocess.Popen shows one."""
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def kill(self) -> None: ...
+
+
+def _spawn(run_dir: Path, rank: int) -> Rank:
+    """A fresh interpreter running the same code as this process, wherever it came from."""
+    root = str(Path(ranks.__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    args = [sys.executable, "-m", "worker.training.ranks", str(run_dir), str(rank)]
+    return subprocess.Popen(args, env=os.environ | {"PYTHONPATH": path})
+
+
+class _Forked:
+    """A forked rank behind Popen's three methods. os.fork, not multiprocessing: Celery's
+    pool child counts as a daemonic process there, and those may not have children."""
+
+    def __init__(self, run_dir: Path, rank: int) -> None:
+        self.returncode: int | None = None
+        self.pid = os.fork()
+        if self.pid == 0:  # the rank: it must never return into the caller's frames
+            code = 1
+            try:
+                code = ranks.forked(run_dir, rank)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        while (code := self.poll()) is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"rank pid {self.pid}", timeout or 0.0)
+            time.sleep(0.05)
+        return code
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def _fork(run_dir: Path, rank: int) -> Rank:
+    return _Forked(run_dir, rank)
 
 
 def _remove_old_run_dirs(job_id: str) -> None:

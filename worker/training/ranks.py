@@ -13,8 +13,10 @@ after the same step. Every rank validates on the whole split with the same weigh
 stopping and the schedule decide alike everywhere without a message. Only rank 0 writes:
 checkpoints, metrics, the version.
 
-A rank dies with its parent (PR_SET_PDEATHSIG, and a thread watching the parent's pid
-elsewhere): a SIGKILLed worker leaves no rank behind.
+CPU ranks are forked from rank 0 (everything is imported already); CUDA ranks start as fresh
+interpreters, since a process that touched CUDA cannot fork one that uses it. A rank dies
+with its parent (PR_SET_PDEATHSIG, and a thread watching the parent's pid elsewhere): a
+SIGKILLed worker leaves no rank behind.
 """
 
 import ctypes
@@ -36,6 +38,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from app.core.config import Settings, get_settings
+from app.core.db import get_engine
 from app.datasets.stored import load_stored
 from app.schemas.job import JobSpec
 from app.services.job_state import Claim, LeaseLost
@@ -284,6 +287,17 @@ def main(argv: list[str]) -> int:
         note(run_dir, rank, "error", f"{type(exc).__name__}: {exc}"[:2000])
         return 1
     return 0
+
+
+def forked(run_dir: Path, rank: int) -> int:
+    """A CPU rank forked from rank 0's process, which has imported everything already (a
+    fresh interpreter takes seconds to import torch and scikit-learn). It shares nothing of
+    rank 0's but memory pages: no pooled connection (SQLAlchemy's advice after a fork), no
+    signal handlers of Celery's pool child. CUDA ranks are never forked (STYLE.md rule 7)."""
+    get_engine().dispose(close=False)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    return main(["forked", str(run_dir), str(rank)])
 
 
 if __name__ == "__main__":
