@@ -1,7 +1,8 @@
 """Data parallel on a real stack: 2-rank gloo jobs trained by a real `trainserve worker` on
 PostgreSQL and Redis. Rank 0 is the worker's pool child that claimed the job; rank 1 is a
 process of its own. One stack for the module, with short leases (3 s, renewed every 0.5 s,
-the reaper every second) so that a killed attempt is requeued within seconds."""
+the reaper every second) so that a killed attempt is requeued within seconds, and ranks wait
+8 s for each other (TRAINSERVE_DDP_TIMEOUT_S) so that a hung rank fails its job soon."""
 
 import os
 import secrets
@@ -25,7 +26,7 @@ KEY = f"ts_{secrets.token_urlsafe(24)}"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Served, Api, Engine]]:
     workdir = tmp_path_factory.mktemp("ddp")
-    short = {"lease_s": "3", "heartbeat_s": "0.5", "reaper_interval_s": "1"}
+    short = {"lease_s": "3", "heartbeat_s": "0.5", "reaper_interval_s": "1", "ddp_timeout_s": "8"}
     with api_and_worker(workdir, KEY, requeue_after_s="4", **short) as served:
         engine = create_engine(served.env["TRAINSERVE_DATABASE_URL"])
         try:
@@ -194,3 +195,19 @@ def test_a_rank_that_dies_fails_the_attempt_naming_it(stack: tuple[Served, Api, 
     done = api.wait_job(job["id"], timeout=60)
     assert done["status"] == "failed", (done, served.logs())
     assert done["status_message"] == "RankFailed: rank 1 was killed by SIGKILL (of 2 ranks)"
+
+
+def test_a_rank_that_hangs_fails_the_attempt_after_the_timeout(
+    stack: tuple[Served, Api, Engine],
+) -> None:
+    served, api, engine = stack
+    job = api.submit(ddp_spec("ddp-rank-hangs", epochs=50, batch_size=8))
+    _, others = running_past(api, engine, job["id"])
+    os.kill(others[0], signal.SIGSTOP)  # alive, holding its sockets open, answering nothing
+    done = api.wait_job(job["id"], timeout=60)
+    assert done["status"] == "failed", (done, served.logs())
+    message = done["status_message"]
+    assert message.startswith(
+        "RankFailed: a rank did not answer within TRAINSERVE_DDP_TIMEOUT_S (8 s): "
+    ), message
+    wait_until(lambda: not alive(others), 10, "the stopped rank to be killed")

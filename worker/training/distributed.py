@@ -169,11 +169,15 @@ class RankProcesses:
             time.sleep(0.05)
 
     def explain(self, exc: BaseException) -> None:
-        """After rank 0's loop failed: if a rank died or failed, raise that instead."""
-        deadline = time.monotonic() + 5
+        """After rank 0's loop failed: if a rank died or failed, raise that instead; if a
+        collective timed out (gloo says so in a plain RuntimeError), say which setting."""
+        deadline = time.monotonic() + 2
         while time.monotonic() < deadline and not self._failed():
             time.sleep(0.1)
         self._raise_if_failed(exc)
+        if isinstance(exc, RuntimeError) and "Timed out" in str(exc):
+            timeout = f"TRAINSERVE_DDP_TIMEOUT_S ({self.group.timeout_s:.0f} s)"
+            raise RankFailed(f"a rank did not answer within {timeout}: {exc}") from exc
 
     def finish(self, reporter: Reporter) -> None:
         """The ranks left the loop after the same step as rank 0; wait for them to end."""
