@@ -20,6 +20,7 @@ SIGKILLed worker leaves no rank behind.
 """
 
 import ctypes
+import dataclasses
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ from worker.training import setup
 from worker.training.base import Base, load_base
 from worker.training.loop import Diverged, StepHook, StopRequested, fit
 from worker.training.resume import CheckpointDir, Resume, TrainingState
-from worker.training.runner import checkpoint_dir
+from worker.training.runner import checkpoints_of
 from worker.training.warm_start import load_parent
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def build(claim: Claim, settings: Settings, group: Group) -> RankRun:
         order(n, generator), group.rank, group.world, rows_per_step
     )
     state = TrainingState(run.model, run.optimizer, run.generator, setup.stateful_parts(run.opts))
-    return RankRun(spec, base, run, state, checkpoint_dir(claim, settings))
+    return RankRun(spec, base, run, state, checkpoints_of(claim, settings))
 
 
 def shard_rows(order: torch.Tensor, rank: int, world: int, rows_per_step: int) -> torch.Tensor:
@@ -207,15 +208,8 @@ def die_with_parent(parent_pid: int) -> None:
 def write_run_file(run_dir: Path, claim: Claim, group: Group) -> None:
     """What ranks 1..N-1 need to build what rank 0 builds (the settings come from the
     environment they inherit)."""
-    claim_fields = {
-        "job_id": claim.job_id,
-        "attempt": claim.attempt,
-        "spec": claim.spec,
-        "started_at": claim.started_at.isoformat(),
-        "project": claim.project,
-    }
     run = {
-        "claim": claim_fields,
+        "claim": dataclasses.asdict(claim) | {"started_at": claim.started_at.isoformat()},
         "world": group.world,
         "kind": group.kind,
         "timeout_s": group.timeout_s,
@@ -236,13 +230,7 @@ def train_rank(run_dir: Path, rank: int) -> None:
     run = json.loads((run_dir / "run.json").read_text())
     die_with_parent(int(run["parent_pid"]))
     fields = run["claim"]
-    claim = Claim(
-        fields["job_id"],
-        int(fields["attempt"]),
-        fields["spec"],
-        datetime.fromisoformat(fields["started_at"]),
-        fields["project"],
-    )
+    claim = Claim(**fields | {"started_at": datetime.fromisoformat(fields["started_at"])})
     group = Group(rank, int(run["world"]), str(run["kind"]), run_dir, float(run["timeout_s"]))
     built = build(claim, get_settings(), group)
     resume = built.ckpts.restore(built.state)

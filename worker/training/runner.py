@@ -133,7 +133,7 @@ def train_attempt(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outc
     raw = load_raw(spec, lambda dataset_id: load_stored(settings, dataset_id))
     run = setup.assemble(spec, raw, device, base, parent)
     state = TrainingState(run.model, run.optimizer, run.generator, setup.stateful_parts(run.opts))
-    ckpts = checkpoint_dir(claim, settings)
+    ckpts = checkpoints_of(claim, settings)
     max_runtime = spec.training.max_runtime_s or settings.max_job_runtime_s
     keep_best = run.opts.early_stopping is not None
     reporter = Reporter(claim, keeper, spec.training.epochs, ckpts, state, keep_best, max_runtime)
@@ -163,7 +163,7 @@ def train_attempt(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outc
     return _conclude(claim, spec, run, ckpts, reporter, last, base)
 
 
-def checkpoint_dir(claim: Claim, settings: Settings) -> CheckpointDir:
+def checkpoints_of(claim: Claim, settings: Settings) -> CheckpointDir:
     """The attempt's checkpoints; every rank of a data-parallel job finds them here too."""
     return CheckpointDir(
         settings.artifacts_dir / "jobs" / claim.job_id, claim.attempt, settings.checkpoints_kept
