@@ -141,10 +141,14 @@ class RankProcesses:
         self.procs: dict[int, Rank] = {}
 
     def __enter__(self) -> "RankProcesses":
-        ranks.write_run_file(self.group.run_dir, self.claim, self.group)
         start = _fork if self.group.kind == "cpu" else _spawn
-        for rank in range(1, self.world):
-            self.procs[rank] = start(self.group.run_dir, rank)
+        try:
+            ranks.write_run_file(self.group.run_dir, self.claim, self.group)
+            for rank in range(1, self.world):
+                self.procs[rank] = start(self.group.run_dir, rank)
+        except BaseException:
+            self.__exit__(None, None, None)  # the ranks started so far, and the folder
+            raise
         return self
 
     def __exit__(
