@@ -248,6 +248,25 @@ class Settings(BaseSettings):
     )
     checkpoints_kept: int = Field(3, ge=1, description="Training checkpoints kept per job.")
 
+    # Data parallel (training.devices > 1): a CUDA worker runs one rank per GPU it sees; a
+    # CPU has no devices to count, so ranks there are processes sharing its cores, bounded here.
+    max_cpu_ranks: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="The most ranks a data-parallel job (`training.devices`) may run on a CPU "
+        "worker, one process each, sharing its cores. Read at submission (422 above it when no "
+        "live worker of the pool has that many GPUs) and by the worker; give the API and the "
+        "workers the same value.",
+    )
+    ddp_timeout_s: float = Field(
+        300.0,
+        ge=5,
+        description="Seconds the ranks of a data-parallel job wait for each other: to start, "
+        "and at each collective. A rank that hangs fails the attempt after this long; one "
+        "that dies fails it at once.",
+    )
+
     # Dataset uploads. A file is refused with 413 past these, before anything is kept.
     max_upload_bytes: int = Field(
         256 * 1024 * 1024, ge=1, description="Bytes of a dataset upload (413)."

@@ -309,6 +309,19 @@ class TrainingConfig(Strict):
         description="The worker pool to train in (`trainserve worker --pool NAME`); a named "
         "pool needs a live worker at submission; none or 'default': the default pool",
     )
+    devices: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Devices that train the job together, data parallel (one process each): "
+        "a GPU each on a CUDA worker, else CPU ranks (at most TRAINSERVE_MAX_CPU_RANKS); "
+        "batch_size is the global batch, split evenly across them",
+    )
+    strategy: Literal["ddp"] = Field(
+        "ddp",
+        description="How several devices share the job: ddp (DistributedDataParallel: every "
+        "device holds the whole model, gradients are averaged each step); the only one so far",
+    )
     compile: bool = Field(
         False, description="torch.compile the model (CUDA only; numerics may differ slightly)"
     )

@@ -50,6 +50,7 @@ def validate_spec(
     name = spec.dataset.builtin or spec.dataset.id or ""
     spec_checks.check_fit(spec, info.kind, info.task, info.classes, name)
     spec_checks.check_workers(session, training.pool, training.device)
+    spec_checks.check_devices(session, training, settings.max_cpu_ranks)
     where = project or tenant or "default"
     if spec.model.arch == Arch.pretrained:
         spec = check_pretrained(session, spec, info, settings, where)

@@ -13,7 +13,7 @@ from app.core.pools import pool_key, pool_label
 from app.ml.footprint import Footprint, estimate
 from app.ml.zoo import arch_options
 from app.schemas.dataset import DataKind
-from app.schemas.job import JobSpec
+from app.schemas.job import JobSpec, TrainingConfig
 from app.services import workers
 from app.services.dataset_catalog import DatasetInfo
 
@@ -162,6 +162,40 @@ def check_workers(session: Session, pool: str | None, device: str) -> None:
         raise invalid_field(
             "training.device",
             f"no running worker has a CUDA GPU {where}; use 'auto' or 'cpu'{elsewhere}",
+        )
+
+
+def check_devices(session: Session, training: TrainingConfig, max_cpu_ranks: int) -> None:
+    """A data-parallel job (devices > 1) needs a live worker of its pool with that many
+    ranks: one GPU each on a CUDA worker, or up to max_cpu_ranks processes on a CPU (which
+    any worker has, for a job whose device is 'cpu' or 'auto')."""
+    n = training.devices
+    if n == 1:
+        return
+    check_batch_split(training)
+    gpus = workers.live_gpu_counts(session, pool_key(training.pool))
+    cpu_ranks = 0 if training.device == "cuda" else max_cpu_ranks
+    most = max([cpu_ranks, *(g for g in gpus if training.device != "cpu")])
+    if n <= most:
+        return
+    pool = pool_label(pool_key(training.pool))
+    gpus_said = f"the live workers of pool '{pool}' have at most {max(gpus, default=0)} CUDA GPUs"
+    cpu_said = f"a CPU worker runs at most {max_cpu_ranks} ranks (TRAINSERVE_MAX_CPU_RANKS)"
+    said = {"cuda": gpus_said, "cpu": cpu_said, "auto": f"{gpus_said}, and {cpu_said}"}
+    raise invalid_field("training.devices", f"{n} asked for; {said[training.device]}", most=most)
+
+
+def check_batch_split(training: TrainingConfig) -> None:
+    """batch_size is the global batch: each of the devices ranks takes batch_size / devices
+    rows a step."""
+    n = training.devices
+    if training.batch_size % n:
+        below = training.batch_size // n * n
+        fits = f"{below} or {below + n}" if below else str(n)
+        raise invalid_field(
+            "training.batch_size",
+            f"is the global batch, split evenly across training.devices={n}: "
+            f"{training.batch_size} is not a multiple of {n} (e.g. {fits})",
         )
 
 

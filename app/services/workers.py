@@ -48,6 +48,12 @@ def live_pools(session: Session, cuda: bool = False) -> dict[str, int]:
     return {pool_label(pool): count for pool, count in session.execute(query)}
 
 
+def live_gpu_counts(session: Session, pool: str | None) -> list[int]:
+    """The CUDA GPUs of each live worker of one pool (its key: None for the default pool)."""
+    where = WorkerNode.pool.is_(None) if pool is None else WorkerNode.pool == pool
+    return list(session.scalars(select(WorkerNode.cuda_devices).where(live(session) & where)))
+
+
 def describe(pools: dict[str, int]) -> str:
     """'cpu (2 workers), default (1 worker)', or 'none'."""
     said = [f"{name} ({n} worker{'s' if n != 1 else ''})" for name, n in sorted(pools.items())]

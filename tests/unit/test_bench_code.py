@@ -42,6 +42,13 @@ def test_seed_job_loops_train_the_digits(bench: Importer) -> None:
         assert seed_job.accuracy(model, data.x_val, data.y_val) > 0.5  # 10 classes: chance is 0.1
 
 
+def test_ddp_bench_compares_jobs_that_differ_in_devices_only(bench: Importer) -> None:
+    ddp = bench("ddp")
+    one, two = ddp.ddp_spec("a", 2, 1), ddp.ddp_spec("a", 2, 2)
+    assert two["training"].pop("devices") == 2 and one["training"].pop("devices") == 1
+    assert one == two
+
+
 def test_train_throughput_paths_run_and_learn(bench: Importer) -> None:
     tt = bench("train_throughput")
     raw = tt.synthetic_mnist(640)

@@ -314,9 +314,12 @@ def fit(
     on_epoch_end: EpochHook,
     start_epoch: int = 0,
     start_step: int = 0,
+    sync_loss: Callable[[float], float] | None = None,
 ) -> int:
     """Train epochs start_epoch+1 .. opts.epochs, reporting each through on_epoch_end.
-    Returns the last epoch trained (earlier than opts.epochs when early stopping ended it)."""
+    Returns the last epoch trained (earlier than opts.epochs when early stopping ended it).
+    sync_loss: data parallel's mean of the ranks' training losses (worker/training/ranks.py),
+    so every rank decides divergence, and reports, alike."""
     step, epoch = start_step, start_epoch
     for epoch in range(start_epoch + 1, opts.epochs + 1):
         opts.schedule.start_epoch(epoch)
@@ -325,6 +328,8 @@ def fit(
             model, optimizer, loss_fn, data.x_train, data.y_train, opts, generator, on_step
         )
         step += steps
+        if sync_loss is not None:
+            train_loss = sync_loss(train_loss)
         if not math.isfinite(train_loss):
             raise Diverged(f"training loss became {train_loss} in epoch {epoch} (step {step})")
         elapsed = time.perf_counter() - began

@@ -132,6 +132,11 @@ def _fenced(claim: Claim, what: str) -> Iterator[None]:
 def train_attempt(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outcome | None:
     """Train the claimed attempt; None when the job went back to the queue instead."""
     spec = JobSpec.model_validate(claim.spec)
+    if spec.training.devices > 1:
+        # Imported here: worker/training/distributed.py builds on this module's pieces.
+        from worker.training.distributed import train_distributed
+
+        return train_distributed(claim, settings, keeper, spec)
     device = resolve_device(spec.training.device)
     base = load_base(spec, settings)
     parent = load_parent(spec, claim.project, settings)
