@@ -39,7 +39,7 @@ from worker.training.loop import Diverged, StopRequested, fit
 from worker.training.ranks import Group
 from worker.training.reporter import Reporter
 from worker.training.resume import Resume
-from worker.training.runner import Outcome, _conclude, _stopped
+from worker.training.runner import Outcome, conclude, stopped
 
 log = logging.getLogger(__name__)
 RUN_DIR_PREFIX = "trainserve-ddp-"
@@ -92,11 +92,11 @@ def train_distributed(
             last = _fit_rank0(built, others, reporter, resume)
         except StopRequested:
             others.finish(reporter)
-            return _stopped(claim, reporter)
+            return stopped(claim, reporter)
         except Diverged as exc:
             return Outcome(JobStatus.failed, f"diverged: {exc}")
         others.finish(reporter)
-        return _conclude(claim, spec, built.run, built.ckpts, reporter, last, built.base)
+        return conclude(claim, spec, built.run, built.ckpts, reporter, last, built.base)
 
 
 def _fit_rank0(

@@ -167,10 +167,10 @@ def train_attempt(claim: Claim, settings: Settings, keeper: LeaseKeeper) -> Outc
             start_step=reporter.step,
         )
     except StopRequested:
-        return _stopped(claim, reporter)
+        return stopped(claim, reporter)
     except Diverged as exc:
         return Outcome(JobStatus.failed, f"diverged: {exc}")
-    return _conclude(claim, spec, run, ckpts, reporter, last, base)
+    return conclude(claim, spec, run, ckpts, reporter, last, base)
 
 
 def checkpoints_of(claim: Claim, settings: Settings) -> CheckpointDir:
@@ -184,7 +184,7 @@ def checkpoints_of(claim: Claim, settings: Settings) -> CheckpointDir:
     )
 
 
-def _stopped(claim: Claim, reporter: Reporter) -> Outcome | None:
+def stopped(claim: Claim, reporter: Reporter) -> Outcome | None:
     """The loop stopped after a step because the reporter asked it to (worker/training/stop.py
     says where each reason comes from); the last epoch's checkpoint stands."""
     after = f"after epoch {reporter.epoch}" if reporter.epoch else "before its first epoch ended"
@@ -222,7 +222,7 @@ def _maybe_compile(
     return torch.compile(model)  # type: ignore[return-value]
 
 
-def _conclude(
+def conclude(
     claim: Claim,
     spec: JobSpec,
     run: setup.Assembly,
