@@ -16,14 +16,31 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path(".trainserve"),
         description="Folder of the embedded SQLite database, the embedded broker's messages, "
-        "datasets, checkpoints and model versions; a relative path is taken from the working "
-        "directory. The API and the workers must share it.",
+        "and, unless TRAINSERVE_ARTIFACT_STORE names another store, the artifacts (datasets, "
+        "checkpoints, model versions); a relative path is taken from the working directory. "
+        "Hosts share it only on the embedded defaults; with PostgreSQL, Redis and an S3 store, "
+        "each host has its own (read cache, staging, exports).",
     )
     # Empty means the embedded default: SQLite / a filesystem broker under data_dir.
     database_url: str = Field(
         "",
         description="SQLAlchemy URL of the database, e.g. `postgresql+psycopg://user@host:5432/"
         "trainserve`. Empty: an SQLite file under the data dir.",
+    )
+    db_pool_size: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="PostgreSQL: connections each process keeps open (SQLAlchemy's pool_size). "
+        "Each API process and each worker process holds up to db_pool_size + "
+        "db_max_overflow; docs/scaling.md counts them against the server's max_connections.",
+    )
+    db_max_overflow: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description="PostgreSQL: connections a process may open past db_pool_size at a peak, "
+        "closed again when returned.",
     )
     broker_url: str = Field(
         "",

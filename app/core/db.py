@@ -25,13 +25,13 @@ from app.core.config import get_settings
 from app.models.base import UTCDateTime, utcnow
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 10, max_overflow: int = 20) -> Engine:
     if url.startswith("sqlite"):
         # API and workers are separate processes writing one file: WAL + a busy timeout.
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -44,7 +44,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 @lru_cache
 def get_engine() -> Engine:
-    return make_engine(get_settings().db_url)
+    settings = get_settings()
+    return make_engine(settings.db_url, settings.db_pool_size, settings.db_max_overflow)
 
 
 @lru_cache
