@@ -20,6 +20,7 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready"] = Field(description="ready when every check is ok")
     checks: dict[str, str] = Field(
-        description="Each dependency (database, broker) and ok, or what is wrong with it",
-        examples=[{"database": "ok", "broker": "ok"}],
+        description="Each dependency (database, broker, storage: the data dir's free space, "
+        "artifact_store) and ok, or what is wrong with it",
+        examples=[{"database": "ok", "broker": "ok", "storage": "ok", "artifact_store": "ok"}],
     )

@@ -1,4 +1,4 @@
-"""Readiness: can this process reach its database and its broker right now?"""
+"""Readiness: can this process reach its database, its broker and its artifact store right now?"""
 
 import logging
 import os
@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.services.queue import producer
+from app.storage import StoreError, store_for
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,19 @@ def readiness(session: Session, settings: Settings) -> dict[str, str]:
         "database": _database(session),
         "broker": _broker(settings),
         "storage": _storage(settings),
+        "artifact_store": _artifact_store(settings),
     }
+
+
+def _artifact_store(settings: Settings) -> str:
+    """Reachable and writable now (one quick try): without it no dataset is stored, no job
+    checkpoints, and a version not loaded yet cannot be served."""
+    try:
+        store_for(settings).probe()
+    except (StoreError, ValueError) as exc:  # ValueError: a setting that names no store
+        log.warning("artifact store not ready: %s", exc)
+        return "unreachable"
+    return "ok"
 
 
 def _storage(settings: Settings) -> str:

@@ -61,6 +61,11 @@ class ArtifactStore(ABC):
         return self._delete_prefix(validate_key(prefix.removesuffix("/")))
 
     @abstractmethod
+    def probe(self) -> None:
+        """Quickly (a few seconds at most, no retries): StoreError unless the store can be
+        reached and written to now. For readiness checks."""
+
+    @abstractmethod
     def clean_incomplete(self, older_than_s: float) -> int:
         """Remove what puts killed half-way left behind (never readable under a key, but it
         takes space), started more than older_than_s ago; return how many."""

@@ -1,13 +1,14 @@
 """The folder store: the embedded default (DATA_DIR/artifacts), or a folder every host
 mounts. A fetch returns the stored file itself, no copy, after checking its sha256."""
 
+import os
 import shutil
 import time
 from pathlib import Path
 
 from app.core.files import sha256_file
 from app.storage.base import ArtifactStore, Stored
-from app.storage.errors import ArtifactNotFound, CorruptArtifact, InvalidKey
+from app.storage.errors import ArtifactNotFound, CorruptArtifact, InvalidKey, StoreUnavailable
 from app.storage.files import (
     HashMemo,
     copy_hashed,
@@ -83,6 +84,14 @@ class LocalStore(ArtifactStore):
         count = sum(1 for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
         shutil.rmtree(folder)
         return count
+
+    def probe(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"artifact store {self.root} cannot be made: {exc}") from exc
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StoreUnavailable(f"artifact store {self.root} is not writable by this process")
 
     def clean_incomplete(self, older_than_s: float) -> int:
         if not self.root.is_dir():

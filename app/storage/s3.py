@@ -72,6 +72,7 @@ class S3Store(ArtifactStore):
         if self.prefix:
             validate_key(self.prefix)
         self.client, self.cache = client, cache
+        self._prober: Any = None  # probe()'s client, made on first use
         self.transfer = TransferConfig(
             multipart_threshold=multipart_threshold,
             multipart_chunksize=part_size,
@@ -171,6 +172,20 @@ class S3Store(ArtifactStore):
         )
         if answer.get("Errors"):
             raise StoreUnavailable(f"S3 refused to delete from {self.where}: {answer['Errors']}")
+
+    def probe(self) -> None:
+        # Its own client: one attempt and short timeouts, where reads and writes retry.
+        if self._prober is None:
+            self._prober = s3_client(
+                endpoint_url=self.client.meta.endpoint_url,
+                max_attempts=1,
+                connect_timeout_s=2.0,
+                read_timeout_s=2.0,
+            )
+        try:
+            self._prober.head_bucket(Bucket=self.bucket)
+        except _FAILURES as exc:
+            raise StoreUnavailable(f"artifact store {self.where}: {exc}") from exc
 
     def clean_incomplete(self, older_than_s: float) -> int:
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)

@@ -333,7 +333,7 @@ def test_readyz_checks_database_broker_and_storage(client: TestClient) -> None:
     body = client.get("/readyz").json()
     assert body == {
         "status": "ready",
-        "checks": {"database": "ok", "broker": "ok", "storage": "ok"},
+        "checks": {"database": "ok", "broker": "ok", "storage": "ok", "artifact_store": "ok"},
     }
 
 

@@ -508,6 +508,17 @@ def test_a_dead_endpoint_fails_clearly_within_a_bounded_time(
         store.fetch("d/x.bin", sha(b"x"))
     assert time.monotonic() - started < 15
     assert url in str(failed.value) and "put of 'd/x.bin' failed after retries" in str(failed.value)
+    started = time.monotonic()  # readiness asks once, with short timeouts, whatever the store's
+    with pytest.raises(StoreUnavailable, match=store.where):
+        store.probe()
+    assert time.monotonic() - started < 5
+
+
+def test_a_store_that_can_be_used_passes_its_probe(store: ArtifactStore, tmp_path: Path) -> None:
+    store.probe()
+    (tmp_path / "a-file").write_bytes(b"")
+    with pytest.raises(StoreUnavailable, match="cannot be made"):
+        LocalStore(tmp_path / "a-file" / "store").probe()
 
 
 def test_a_completion_whose_answer_was_lost_still_counts(moto: str, tmp_path: Path) -> None:

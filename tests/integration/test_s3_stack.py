@@ -99,6 +99,8 @@ def test_a_dataset_a_job_and_predict_go_through_the_bucket(
     trained: tuple[dict[str, Any], dict[str, Any], str],
 ) -> None:
     (served, bucket), (dataset, job, name) = stack, trained
+    ready = httpx.get(f"{served.url}/readyz").json()
+    assert ready["checks"]["artifact_store"] == "ok", ready
     assert objects(bucket, f"datasets/{dataset['id']}") == [f"datasets/{dataset['id']}/data.npz"]
     assert objects(bucket, f"jobs/{job['id']}") == [
         f"jobs/{job['id']}/attempt-1/{file}"

@@ -50,8 +50,8 @@ def healthz() -> dict[str, str]:
     responses={503: {"model": Readiness, "description": "A check failed: not ready"}},
 )
 def readyz(session: SessionDep) -> JSONResponse:
-    """Whether the database and the broker are reachable: 200 when both are, else 503
-    with what failed. No key."""
+    """Whether the database, the broker and the artifact store are reachable and the data
+    dir has room: 200 when all are, else 503 with what failed. No key."""
     checks = health.readiness(session, get_settings())
     ready = all(c == "ok" for c in checks.values())
     return JSONResponse(
