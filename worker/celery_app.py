@@ -51,6 +51,22 @@ _heartbeat: NodeHeartbeat | None = None
 _reaper: ReaperLoop | None = None
 
 
+# How soon a finished job's pool child is replaced. The pool replaces an exited child when
+# its sentinel fires, but the child is often not reaped yet at that moment (waitpid finds it
+# still exiting), and the pool's own retry timer runs every 5 s: a job sent to an idle worker
+# waited up to 5 s (bench/scale.py: queue→start p50 4.9 s). Checking every 0.2 s costs a
+# waitpid(WNOHANG) per child.
+REPLACE_CHILD_S = 0.2
+
+
+@signals.worker_ready.connect
+def _replace_children_promptly(sender: Any = None, **_: Any) -> None:
+    hub, pool = getattr(sender, "hub", None), getattr(sender, "pool", None)
+    maintain = getattr(pool, "maintain_pool", None)
+    if hub is not None and maintain is not None:  # the prefork pool on the event loop
+        hub.call_repeatedly(REPLACE_CHILD_S, maintain)
+
+
 @signals.worker_ready.connect
 def _start_supervision(sender: Any = None, **_: Any) -> None:
     global _heartbeat, _reaper

@@ -51,6 +51,20 @@ def test_worker_trains_a_job_sent_after_commit(worker: Proc) -> None:
     assert done.model_version == 1 and versions_of("w-basic") == 1
 
 
+def test_an_idle_worker_starts_the_next_job_at_once(worker: Proc) -> None:
+    """Each job has a fresh pool child; the one after a job must be ready in well under the
+    pool's own 5 s retry (celery_app.REPLACE_CHILD_S), so back-to-back jobs do not wait."""
+    waits = []
+    for i in range(3):
+        job_id = submit(f"w-next-{i}", epochs=1)
+        done = lambda job_id=job_id: (j := status(job_id)).finished_at is not None and j  # noqa: E731
+        job = wait_until(done, 60, "the job")
+        assert job.status == "succeeded", worker.output()[-3000:]
+        assert job.started_at is not None
+        waits.append((job.started_at - job.created_at).total_seconds())
+    assert max(waits) < 2.5, waits
+
+
 def test_a_duplicate_message_trains_nothing_twice(worker: Proc) -> None:
     job_id = submit("w-dup", epochs=2)
     send_task(TRAIN_TASK, [job_id])  # the same id delivered again (e.g. a redelivery)
