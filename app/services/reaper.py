@@ -114,17 +114,21 @@ def _plausibly_lost(session: Session, settings: Settings, clock: _Clock) -> list
 
 def idle_capacity(session: Session, clock: _Clock | None = None) -> dict[str | None, int]:
     """Jobs each pool's live workers could take now (None: the default pool): their
-    concurrency less the pool's jobs running."""
+    concurrency less the jobs running on them. A draining worker takes nothing new, so
+    neither its slots nor its jobs count (its jobs would hide an idle worker's room)."""
     clock = clock or _Clock(session, None)
-    fresh = WorkerNode.last_seen >= clock(-WORKER_FRESH_S)
+    taking = (WorkerNode.last_seen >= clock(-WORKER_FRESH_S)) & WorkerNode.draining.is_(False)
     slots = session.execute(
         select(WorkerNode.pool, func.sum(WorkerNode.concurrency))
-        .where(fresh)
+        .where(taking)
         .group_by(WorkerNode.pool)
     )
     room: dict[str | None, int] = {pool: int(n or 0) for pool, n in slots}
+    on_taking = select(WorkerNode.id).where(taking)
     running = session.execute(
-        select(Job.pool, func.count()).where(Job.status == JobStatus.running).group_by(Job.pool)
+        select(Job.pool, func.count())
+        .where(Job.status == JobStatus.running, Job.node_id.in_(on_taking))
+        .group_by(Job.pool)
     )
     for pool, n in running:
         if pool in room:

@@ -16,7 +16,7 @@ from app.core.db import session_scope
 from app.models import Job, JobEvent, JobStatus, WorkerNode
 from app.models.base import utcnow
 from app.services import job_state, reaper
-from tests.support import seed_spec
+from tests.support import seed_spec, unique_name
 
 LATER = utcnow() + timedelta(hours=1)
 
@@ -146,7 +146,13 @@ def test_no_message_is_sent_again_while_every_worker_is_busy(configured: dict[st
         )
     # At LATER this is the only live worker, and its one slot is taken.
     running = [
-        make_job(configured, JobStatus.running, 1, lease_expires_at=LATER + timedelta(hours=1))
+        make_job(
+            configured,
+            JobStatus.running,
+            1,
+            lease_expires_at=LATER + timedelta(hours=1),
+            node_id=node,
+        )
     ]
     waiting = [
         make_job(configured, JobStatus.queued, 0, enqueued_at=LATER - timedelta(minutes=5))
@@ -158,6 +164,42 @@ def test_no_message_is_sent_again_while_every_worker_is_busy(configured: dict[st
         with session_scope() as session:
             session.execute(delete(WorkerNode).where(WorkerNode.id == node))
             session.execute(delete(Job).where(Job.id.in_(running + waiting)))
+
+
+def test_a_draining_worker_has_no_room(configured: dict[str, str]) -> None:
+    """A draining worker takes nothing new: its slot is not room (a resend to it would wait),
+    and a job it still runs uses none of another worker's; the idle worker beside it gets one
+    resend, the longest waiting job."""
+    seen, pool = LATER + timedelta(minutes=1), unique_name("drain")  # no other test's jobs
+    draining, idle = f"draining-{pool}", f"idle-{pool}"
+    with session_scope() as session:
+        session.add_all(
+            [
+                WorkerNode(id=draining, hostname="t", pool=pool, last_seen=seen, draining=True),
+                WorkerNode(id=idle, hostname="t", pool=pool, last_seen=seen),
+            ]
+        )
+    waiting = [
+        make_job(
+            configured,
+            JobStatus.queued,
+            0,
+            enqueued_at=LATER - timedelta(minutes=5 + i),
+            pool=pool,
+        )
+        for i in range(3)
+    ]
+    try:
+        assert set(waiting) & set(reap().resent) == {waiting[2]}
+        until = LATER + timedelta(hours=1)
+        make_job(  # the draining worker still runs a job: the idle worker's room stays
+            configured, JobStatus.running, 1, lease_expires_at=until, node_id=draining, pool=pool
+        )
+        assert set(waiting) & set(reap(LATER + timedelta(minutes=2)).resent) == {waiting[1]}
+    finally:
+        with session_scope() as session:
+            session.execute(delete(WorkerNode).where(WorkerNode.id.in_([draining, idle])))
+            session.execute(delete(Job).where(Job.pool == pool))
 
 
 def test_leases_are_judged_on_the_databases_clock(
