@@ -18,7 +18,7 @@ holds the `reaper` leader lock, a lease in the database.
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, func, literal, select, update
+from sqlalchemy import ColumnElement, delete, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,9 @@ from app.services import job_state
 from app.services.queue import enqueue_job
 
 LOCK = "reaper"
+# A worker row not heard from in this long is forgotten: GET /v1/workers shows it "gone"
+# until then, so a SIGKILLed or lost host stays visible for a day, and rows do not pile up.
+FORGET_WORKERS_AFTER_S = 24 * 3600.0
 
 
 @dataclass
@@ -38,6 +41,7 @@ class Reaped:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
+    forgotten: int = 0  # worker rows gone for FORGET_WORKERS_AFTER_S
 
 
 def acquire(session: Session, name: str, holder: str, ttl_s: float) -> bool:
@@ -78,6 +82,10 @@ def reap(session: Session, settings: Settings, now: datetime | None = None) -> R
             session, job.id, job.attempt, "resent", "still queued; its message was sent again"
         )
         result.resent.append(job.id)
+    result.forgotten = execute_update(
+        session,
+        delete(WorkerNode).where(WorkerNode.last_seen < clock(-FORGET_WORKERS_AFTER_S)),
+    )
     return result
 
 

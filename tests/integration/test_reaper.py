@@ -224,3 +224,27 @@ def test_leases_are_judged_on_the_databases_clock(
         job = session.get(Job, claim.job_id)
         assert job is not None and job.status == JobStatus.running
         assert job.lease_expires_at is not None and job.lease_expires_at > utcnow()
+
+
+def test_worker_rows_gone_for_a_day_are_forgotten(configured: dict[str, str]) -> None:
+    """A SIGKILLed host's row stays (GET /v1/workers: gone) for a day, then goes."""
+    stamp = unique_name("w")
+    long_gone, recently = f"long-gone-{stamp}", f"recent-{stamp}"
+    forget_s = reaper.FORGET_WORKERS_AFTER_S
+    with session_scope() as session:
+        session.add_all(
+            [
+                WorkerNode(
+                    id=long_gone, hostname="t", last_seen=LATER - timedelta(seconds=forget_s + 60)
+                ),
+                WorkerNode(id=recently, hostname="t", last_seen=LATER - timedelta(hours=23)),
+            ]
+        )
+    try:
+        assert reap().forgotten >= 1
+        with session_scope() as session:
+            assert session.get(WorkerNode, long_gone) is None
+            assert session.get(WorkerNode, recently) is not None
+    finally:
+        with session_scope() as session:
+            session.execute(delete(WorkerNode).where(WorkerNode.id.in_([long_gone, recently])))
