@@ -33,6 +33,7 @@ from app.storage import store_for
 EXPORTER_VERSION = 1  # raise it when what an export holds changes: older files go unserved
 FOLDER = "exports"  # under DATA_DIR
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+VERSION_ID = re.compile(r"^[0-9a-f-]{1,64}$")
 # format → (the file's suffix here, the download's suffix, its media type)
 FILES = {
     ArtifactFormat.safetensors: ("", ".safetensors", "application/octet-stream"),
@@ -46,6 +47,7 @@ class Source:
     """What a version's artifacts are made from, read from its row: the build that follows
     holds no database session."""
 
+    version_id: str  # the registry row's: an export names its model and version inside
     model_name: str
     version: int
     arch: str
@@ -67,6 +69,7 @@ def find(session: Session, settings: Settings, project: str, name: str, version:
     row = registry.get_version(session, project, name, version)
     model: dict[str, Any] = row.spec.get("model", {})
     return Source(
+        version_id=row.id,
         model_name=row.model_name,
         version=row.version,
         arch=str(model.get("arch", "")),
@@ -125,10 +128,13 @@ def _unusable(reason: str) -> ModelUnavailable:
 
 
 def export_path(settings: Settings, source: Source, fmt: ArtifactFormat) -> Path:
-    if not SHA256.match(source.sha256):  # it names a file: never anything but hex
-        raise ModelUnavailable("this model version's recorded sha256 is malformed")
-    suffix = FILES[fmt][0]
-    return settings.data_dir / FOLDER / f"{source.sha256}.v{EXPORTER_VERSION}{suffix}"
+    # Both name a file: never anything but what the server makes (a uuid, hex).
+    if not SHA256.match(source.sha256) or not VERSION_ID.match(source.version_id):
+        raise ModelUnavailable("this model version's recorded id or sha256 is malformed")
+    # Per version, not per sha256 alone: two versions of the same weights (a re-run, a copy)
+    # get exports of their own, each carrying its model's name and version.
+    name = f"{source.sha256}.v{EXPORTER_VERSION}{FILES[fmt][0]}"
+    return settings.data_dir / FOLDER / source.version_id / name
 
 
 _locks: dict[Path, threading.Lock] = {}  # one per export path, kept: a few per version
@@ -147,7 +153,7 @@ def _build_once(
         if path.is_file():  # built by the request this one waited for
             return
         bundle = _load(settings, checkpoint)
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             _write(settings, source, fmt, bundle, tmp)

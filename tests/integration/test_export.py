@@ -216,6 +216,22 @@ def test_a_missing_or_altered_checkpoint_is_409_even_once_exported(api: TestClie
             api_error(fetch(api, name, fmt), 409, "model_unavailable")
 
 
+def test_versions_of_the_same_weights_each_get_an_export_naming_themselves(
+    api: TestClient,
+) -> None:
+    """Exports are kept per version: one built for a version with the same checkpoint bytes
+    (a re-run, a copy) is not served for another, whose name and version it would carry."""
+    for name in ("export-twin-a", "export-twin-b"):
+        fixed_model(name, get_settings().data_dir)
+    with session_scope() as session:  # b: a copy of a's checkpoint, as a re-run can make
+        a = session.scalars(version_query("export-twin-a")).one()
+        b = session.scalars(version_query("export-twin-b")).one()
+        b.checkpoint_path, b.checkpoint_sha256 = a.checkpoint_path, a.checkpoint_sha256
+    for name in ("export-twin-a", "export-twin-b"):
+        meta = onnx_model(api, name).get_modelmeta().custom_metadata_map
+        assert meta["trainserve.model_name"] == name, meta
+
+
 def test_a_failed_build_leaves_nothing_that_is_served_later(
     api: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -229,9 +245,9 @@ def test_a_failed_build_leaves_nothing_that_is_served_later(
     monkeypatch.setattr(export, "write_onnx", half_then_full)
     api_error(fetch(api, "export-full-disk", "onnx"), 507, "storage_full")
     with session_scope() as session:
-        sha256 = session.scalars(version_query("export-full-disk")).one().checkpoint_sha256
-    built = get_settings().data_dir / "exports"
-    assert [p.name for p in built.iterdir() if sha256 in p.name] == []
+        version_id = session.scalars(version_query("export-full-disk")).one().id
+    built = get_settings().data_dir / "exports" / version_id
+    assert not built.exists() or list(built.iterdir()) == []
     monkeypatch.setattr(export, "write_onnx", real)
     response = fetch(api, "export-full-disk", "onnx")
     assert response.status_code == 200 and ort.InferenceSession(response.content)
