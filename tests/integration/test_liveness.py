@@ -213,8 +213,8 @@ def test_a_resumed_job_registers_the_metrics_of_its_best_epoch(
     stack = make_stack()
     first = stack.worker()
     early = {"metric": "train_loss", "mode": "max", "patience": 50}
-    job = stack.api.submit(spec("best-first", epochs=12, early_stopping=early))
-    wait_epoch(stack, job["id"], 7)
+    job = stack.api.submit(spec("best-first", epochs=7, early_stopping=early))
+    wait_epoch(stack, job["id"], 4)
     first.popen.send_signal(signal.SIGTERM)
     first.popen.wait(60)
     stack.worker()
