@@ -192,25 +192,32 @@ class Service:
         key = (self.data_dir / "admin.key").read_text().strip()
         self.http.headers["Authorization"] = f"Bearer {key}"
 
-    def run_job(self, model_name: str, epochs: int, timeout: float = 300) -> JobRun:
+    def train(self, spec: dict[str, Any], timeout: float = 300) -> tuple[dict[str, Any], float]:
+        """Submit the spec and wait until it succeeded; → its job and seconds POST → done."""
         began = time.perf_counter()
-        spec = seed_spec(model_name, epochs, VALIDATION_SPLIT)
         response = self.http.post("/v1/jobs", json=spec)
         response.raise_for_status()
         job_id = response.json()["id"]
         job = self._poll(job_id, began, timeout)
-        e2e = time.perf_counter() - began
         if job["status"] != "succeeded":
             raise RuntimeError(f"job {job_id} {job['status']}: {job['status_message']}")
-        version = self.http.get(f"/v1/models/{model_name}/versions/{job['model_version']}")
+        return job, time.perf_counter() - began
+
+    def epoch_times(self, job_id: str) -> tuple[str, str]:
+        """When the job's first and last epochs' metrics were recorded."""
         points = self.http.get(f"/v1/jobs/{job_id}/metrics").raise_for_status().json()
-        first, last = min(p["time"] for p in points), max(p["time"] for p in points)
+        return min(p["time"] for p in points), max(p["time"] for p in points)
+
+    def run_job(self, model_name: str, epochs: int, timeout: float = 300) -> JobRun:
+        job, e2e = self.train(seed_spec(model_name, epochs, VALIDATION_SPLIT), timeout)
+        version = self.http.get(f"/v1/models/{model_name}/versions/{job['model_version']}")
+        first, last = self.epoch_times(job["id"])
         return JobRun(
             e2e_s=e2e,
-            train_s=_seconds_between(job["started_at"], job["finished_at"]),
-            setup_s=_seconds_between(job["started_at"], first),
-            epochs_s=_seconds_between(first, last),
-            register_s=_seconds_between(last, job["finished_at"]),
+            train_s=seconds_between(job["started_at"], job["finished_at"]),
+            setup_s=seconds_between(job["started_at"], first),
+            epochs_s=seconds_between(first, last),
+            register_s=seconds_between(last, job["finished_at"]),
             last_epoch_samples_per_s=float(job["progress"]["samples_per_s"]),
             train_rows=int(version.raise_for_status().json()["dataset"]["train_rows"]),
             val_accuracy=float(job["metrics"]["val_accuracy"]),
@@ -245,7 +252,7 @@ class Service:
             raise RuntimeError(f"`trainserve up` exited early:\n{self.log_tail()}")
 
 
-def _seconds_between(start: str, end: str) -> float:
+def seconds_between(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
