@@ -64,15 +64,19 @@ def _answers(url: str, proc: Proc) -> bool:
 
 
 class FaultProxy:
-    """Forwards 127.0.0.1:port to upstream. fail([...]) makes the next connections fail, one
-    mode each: "drop" (closed at once), "503" (S3's SlowDown), "hang" (never answered);
-    it also cuts the connections open now, so the client's next request reconnects."""
+    """Forwards bind:port (an ephemeral port) to upstream_host:upstream_port. fail([...])
+    makes the next connections fail, one mode each: "drop" (closed at once), "503" (S3's
+    SlowDown), "hang" (never answered); it also cuts the connections open now, so the
+    client's next request reconnects. Without faults it is a plain TCP forwarder (the
+    multi-host test's way from a namespace to the root namespace's services)."""
 
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(
+        self, upstream_port: int, *, bind: str = "127.0.0.1", upstream_host: str = "127.0.0.1"
+    ) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.listener = socket.create_server((bind, 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.url = f"http://{bind}:{self.port}"
         self.faults: list[str] = []
         self.served: list[str] = []  # the faults served so far, in order
         self.open: list[socket.socket] = []
@@ -122,10 +126,11 @@ class FaultProxy:
 
     def _pipe(self, conn: socket.socket) -> None:
         try:
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            upstream = socket.create_connection(self.upstream, timeout=10)
         except OSError:
             _close(conn)
             return
+        upstream.settimeout(None)
         with self.lock:
             self.open += [conn, upstream]
         threading.Thread(target=_copy, args=(upstream, conn), daemon=True).start()

@@ -24,15 +24,15 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.s3_support import FaultProxy
 
 PREFIX = "tsmh"
 SUBNETS = ipaddress.IPv4Network("10.231.0.0/16")  # one /24 of it per run
@@ -119,64 +119,6 @@ def _kill_inside(netns: str) -> None:
             os.kill(int(pid), signal.SIGKILL)
 
 
-class Forwarder:
-    """Accepts on (bind, an ephemeral port) and pipes each connection to upstream."""
-
-    def __init__(self, bind: str, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.listener = socket.create_server((bind, 0))
-        self.port = int(self.listener.getsockname()[1])
-        self.open: set[socket.socket] = set()
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, name=f"forward-{self.port}", daemon=True).start()
-
-    def close(self) -> None:
-        _close(self.listener)
-        with self.lock:
-            sockets, self.open = self.open, set()
-        for sock in sockets:
-            _close(sock)
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._pipe, args=(conn,), daemon=True).start()
-
-    def _pipe(self, conn: socket.socket) -> None:
-        try:
-            upstream = socket.create_connection(self.upstream, timeout=10)
-        except OSError:
-            _close(conn)
-            return
-        upstream.settimeout(None)
-        with self.lock:
-            self.open |= {conn, upstream}
-        threading.Thread(target=self._copy, args=(upstream, conn), daemon=True).start()
-        self._copy(conn, upstream)
-
-    def _copy(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while chunk := src.recv(1 << 16):
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                _close(sock)
-                with self.lock:
-                    self.open.discard(sock)
-
-
-def _close(sock: socket.socket) -> None:
-    with suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    with suppress(OSError):
-        sock.close()
-
-
 @dataclass
 class Host:
     name: str  # its hostname
@@ -205,7 +147,7 @@ class Network:
     tag: str
     subnet: ipaddress.IPv4Network | None = None  # picked once the bridge is up
     hosts: dict[str, Host] = field(default_factory=dict)
-    forwarders: list[Forwarder] = field(default_factory=list)
+    forwarders: list[FaultProxy] = field(default_factory=list)
 
     @property
     def bridge(self) -> str:
@@ -221,10 +163,10 @@ class Network:
             raise Failed("the bridge has no subnet yet")
         return self.subnet
 
-    def forward(self, upstream: tuple[str, int]) -> Forwarder:
+    def forward(self, upstream: tuple[str, int]) -> FaultProxy:
         """A forwarder on the gateway to a service on the root namespace's loopback (or on a
         host, so that hosts reach it through the root namespace too)."""
-        forwarder = Forwarder(self.gateway, upstream)
+        forwarder = FaultProxy(upstream[1], bind=self.gateway, upstream_host=upstream[0])
         self.forwarders.append(forwarder)
         return forwarder
 
